@@ -1,0 +1,283 @@
+"""Async ServiceNow Table API client.
+
+Retries inside the client are deliberately narrow, because Temporal retries activities and a POST is not
+idempotent:
+- 429 is retried for every method (the instance did nothing), after `Retry-After`, while that wait stays under
+  `max_retry_after`; otherwise `RateLimited` is raised so the caller can schedule the retry itself;
+- 5xx and transport errors are retried only for GET; a write that may have been applied is left to the caller,
+  who looks the record up by its natural key before writing again;
+- 401 re-authenticates once, then raises `NotAuthenticated`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from servicenow.auth import Auth, BasicAuth, OAuth
+from servicenow.errors import (
+    NotAuthenticated,
+    RateLimited,
+    ServiceNowError,
+    TransportError,
+    error_from_response,
+)
+from servicenow.query import Query
+
+DisplayValue = Literal["true", "false", "all"] | bool
+
+DEFAULT_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[dict[str, Any]]
+    offset: int
+    total: int | None
+    has_next: bool
+
+
+def _display(value: DisplayValue | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _has_next_link(link_header: str | None) -> bool | None:
+    if link_header is None:
+        return None
+    return 'rel="next"' in link_header
+
+
+class ServiceNowClient:
+    def __init__(
+        self,
+        base_url: str,
+        auth: Auth,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        max_retry_after: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.max_retries = max_retries
+        self.max_retry_after = max_retry_after
+        self.calls: dict[str, int] = {}  # status class -> count; cheap numbers for metrics and benchmarks
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json"},
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> ServiceNowClient:
+        """Build from `settings.Settings`: OAuth when a client id is configured, basic auth otherwise."""
+        password = settings.servicenow_password.get_secret_value() if settings.servicenow_password else None
+        auth: Auth
+        if settings.servicenow_client_id:
+            secret = settings.servicenow_client_secret.get_secret_value() if settings.servicenow_client_secret else ""
+            auth = OAuth(
+                settings.servicenow_client_id,
+                secret,
+                username=settings.servicenow_username,
+                password=password,
+            )
+        elif settings.servicenow_username and password is not None:
+            auth = BasicAuth(settings.servicenow_username, password)
+        else:
+            raise ValueError(
+                "ServiceNow credentials missing: set CHANGELOOP_SERVICENOW_USERNAME and _PASSWORD "
+                "(and _CLIENT_ID/_CLIENT_SECRET for OAuth)"
+            )
+        return cls(settings.servicenow_url, auth, **kwargs)
+
+    async def __aenter__(self) -> ServiceNowClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def record_link(self, table: str, sys_id: str) -> str:
+        return f"{self.base_url}/nav_to.do?uri={table}.do?sys_id={sys_id}"
+
+    # -- transport --------------------------------------------------------------------------------------------------
+    def _count(self, key: str) -> None:
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        reauthenticated = False
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = {"Authorization": await self.auth.authorization(self._http)}
+            try:
+                response = await self._http.request(method, path, params=params, json=json, headers=headers)
+            except httpx.TransportError as exc:
+                self._count("transport_error")
+                error = TransportError(f"{method} {path} got no answer", f"{type(exc).__name__}: {exc}")
+                if method == "GET" and attempt <= self.max_retries:
+                    await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+                    continue
+                raise error from exc
+            self._count(f"{response.status_code // 100}xx")
+            if response.status_code < 300:
+                return response
+            error = error_from_response(response)
+            if isinstance(error, NotAuthenticated) and not reauthenticated:
+                reauthenticated = True
+                self.auth.invalidate()
+                continue
+            if attempt <= self.max_retries:
+                if isinstance(error, RateLimited) and error.retry_after <= self.max_retry_after:
+                    await asyncio.sleep(error.retry_after)
+                    continue
+                if method == "GET" and error.retryable:
+                    await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+                    continue
+            raise error
+
+    @staticmethod
+    def _params(
+        *,
+        query: Query | None = None,
+        fields: list[str] | None = None,
+        display_value: DisplayValue | None = None,
+        exclude_reference_link: bool | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> dict[str, str]:
+        params: dict[str, str] = {}
+        if query is not None and query.encode():
+            params["sysparm_query"] = query.encode()
+        if fields:
+            params["sysparm_fields"] = ",".join(fields)
+        if (dv := _display(display_value)) is not None:
+            params["sysparm_display_value"] = dv
+        if exclude_reference_link is not None:
+            params["sysparm_exclude_reference_link"] = "true" if exclude_reference_link else "false"
+        if limit is not None:
+            params["sysparm_limit"] = str(limit)
+        if offset is not None:
+            params["sysparm_offset"] = str(offset)
+        return params
+
+    # -- Table API ---------------------------------------------------------------------------------------------------
+    async def get(
+        self,
+        table: str,
+        sys_id: str,
+        *,
+        fields: list[str] | None = None,
+        display_value: DisplayValue | None = None,
+        exclude_reference_link: bool | None = None,
+    ) -> dict[str, Any]:
+        params = self._params(fields=fields, display_value=display_value, exclude_reference_link=exclude_reference_link)
+        response = await self.request("GET", f"/api/now/table/{table}/{sys_id}", params=params)
+        return response.json()["result"]  # type: ignore[no-any-return]
+
+    async def iter_pages(
+        self,
+        table: str,
+        query: Query | None = None,
+        *,
+        fields: list[str] | None = None,
+        display_value: DisplayValue | None = None,
+        exclude_reference_link: bool | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> AsyncIterator[Page]:
+        """Every page of a query, lazily. Without an ORDERBY the query is ordered by sys_id: offset paging over
+        an unordered result lets rows shift between pages."""
+        query = query or Query()
+        if not query.ordered:
+            query = query.order_by("sys_id")
+        offset, seen = 0, 0
+        while True:
+            size = page_size if limit is None else min(page_size, limit - seen)
+            if size <= 0:
+                return
+            params = self._params(
+                query=query,
+                fields=fields,
+                display_value=display_value,
+                exclude_reference_link=exclude_reference_link,
+                limit=size,
+                offset=offset,
+            )
+            response = await self.request("GET", f"/api/now/table/{table}", params=params)
+            records: list[dict[str, Any]] = response.json()["result"]
+            total_header = response.headers.get("X-Total-Count")
+            total = int(total_header) if total_header and total_header.isdigit() else None
+            next_link = _has_next_link(response.headers.get("Link"))
+            seen += len(records)
+            offset += len(records)
+            if next_link is not None:
+                has_next = next_link and bool(records)
+            elif total is not None:
+                has_next = offset < total and bool(records)
+            else:
+                has_next = len(records) == size
+            yield Page(records, offset - len(records), total, has_next)
+            if not has_next:
+                return
+
+    async def iter_records(
+        self,
+        table: str,
+        query: Query | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[dict[str, Any]]:
+        async for page in self.iter_pages(table, query, **kwargs):
+            for record in page.records:
+                yield record
+
+    async def list(self, table: str, query: Query | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        return [record async for record in self.iter_records(table, query, **kwargs)]
+
+    async def first(self, table: str, query: Query, **kwargs: Any) -> dict[str, Any] | None:
+        """The first record matching `query` (natural-key look-ups before a create), or None."""
+        async for page in self.iter_pages(table, query, page_size=1, limit=1, **kwargs):
+            return page.records[0] if page.records else None
+        return None
+
+    async def count(self, table: str, query: Query | None = None) -> int:
+        params = self._params(query=query, fields=["sys_id"], limit=1)
+        response = await self.request("GET", f"/api/now/table/{table}", params=params)
+        return int(response.headers.get("X-Total-Count", "0"))
+
+    async def create(self, table: str, data: Mapping[str, Any], *, fields: list[str] | None = None) -> dict[str, Any]:
+        params = self._params(fields=fields, exclude_reference_link=True)
+        response = await self.request("POST", f"/api/now/table/{table}", params=params, json=dict(data))
+        return response.json()["result"]  # type: ignore[no-any-return]
+
+    async def update(
+        self, table: str, sys_id: str, data: Mapping[str, Any], *, fields: list[str] | None = None
+    ) -> dict[str, Any]:
+        params = self._params(fields=fields, exclude_reference_link=True)
+        response = await self.request("PATCH", f"/api/now/table/{table}/{sys_id}", params=params, json=dict(data))
+        return response.json()["result"]  # type: ignore[no-any-return]
+
+    async def delete(self, table: str, sys_id: str) -> None:
+        await self.request("DELETE", f"/api/now/table/{table}/{sys_id}")
+
+
+__all__ = ["BasicAuth", "OAuth", "Page", "ServiceNowClient", "ServiceNowError"]
