@@ -1,0 +1,1 @@
+"""How work enters: the webhook shim (FastAPI), the CLI (typer) and Temporal schedules."""

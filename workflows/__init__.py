@@ -1,0 +1,1 @@
+"""Durable orchestration: deterministic code only. No I/O, no clocks, no randomness here."""

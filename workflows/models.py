@@ -1,0 +1,244 @@
+"""Pydantic models that travel through Temporal (inputs, results, signals, updates, queries).
+
+These are the workflow-side contract: the shim, the CLI and the `temporal` CLI send these shapes. They carry
+ticket data and IDs only - never a credential.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# -- names shared by starters and workflows ------------------------------------------------------------------------
+SIGNAL_APPROVE = "approve"
+SIGNAL_REJECT = "reject"
+UPDATE_DECIDE = "decide"
+QUERY_STATUS = "status"
+SIGNAL_STEP_PROGRESS = "step_progress"
+
+
+def change_workflow_id(number: str) -> str:
+    return f"change-{number}"
+
+
+def runbook_workflow_id(number: str) -> str:
+    return f"runbook-{number}"
+
+
+def flow_workflow_id(flow: str, key: str) -> str:
+    return f"flow-{flow}-{key}"
+
+
+# -- runbooks ------------------------------------------------------------------------------------------------------
+class HttpCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str
+    json_body: dict[str, object] | None = Field(default=None, alias="json")
+    headers: dict[str, str] = {}
+    expect_status: list[int] = [200, 201, 202, 204]
+
+
+class Step(BaseModel):
+    """One runbook step: an argv command (never a shell string) or an HTTP call. `{name}` placeholders are filled
+    from the run's variables (host, change, params), each value checked against a safe pattern first."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    command: list[str] | None = None
+    http: HttpCall | None = None
+    timeout: timedelta = timedelta(minutes=5)
+    retries: int = Field(default=2, ge=0, le=20)
+
+    @field_validator("command")
+    @classmethod
+    def _argv_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("command must be a non-empty argv list")
+        return value
+
+    def model_post_init(self, __context: object) -> None:
+        if (self.command is None) == (self.http is None):
+            raise ValueError(f"step {self.name!r} needs exactly one of 'command' or 'http'")
+
+
+class Runbook(BaseModel):
+    """A registry entry, resolved: what a change or a flow run executes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    workflow: str = "steps"  # "steps" = RunbookWorkflow over `steps`; otherwise a registered workflow type
+    destructive: bool = False
+    production: bool = True
+    timeout: timedelta = timedelta(hours=1)
+    approval_timeout: timedelta = timedelta(hours=24)
+    approvers: list[str] = []  # empty = anyone may approve
+    params: dict[str, str] = {}
+    inputs: list[str] = []  # required named inputs for /api/flows/{flow}/run
+    optional_inputs: list[str] = []
+    steps: list[Step] = []
+    note_batch_size: int = Field(default=5, ge=1)
+    note_batch_seconds: float = Field(default=10.0, ge=0)
+
+
+# -- tickets -------------------------------------------------------------------------------------------------------
+class ChangeTicket(BaseModel):
+    """What a change workflow needs to know about its change_request, read from ServiceNow by an activity."""
+
+    sys_id: str
+    number: str
+    state: str
+    type: str = "standard"
+    approval: str = ""
+    category: str = ""
+    template: str = ""  # std_change_producer_version display name
+    cmdb_ci: str = ""  # sys_id
+    cmdb_ci_name: str = ""
+    short_description: str = ""
+
+
+class ChangeInput(BaseModel):
+    number: str
+    source: Literal["webhook", "poll", "cli", "api"] = "webhook"
+
+
+class Decision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class ApprovalInput(BaseModel):
+    """Payload of the `approve` / `reject` signals."""
+
+    approver: str
+    comments: str = ""
+
+
+class DecideInput(BaseModel):
+    """Payload of the `decide` update: validated before it is accepted."""
+
+    approver: str
+    decision: Decision
+    comments: str = ""
+
+
+class GateStatus(StrEnum):
+    NOT_REQUIRED = "not_required"
+    PENDING = "pending"  # the gate will open once the runbook is known
+    WAITING = "waiting"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+
+
+class GateState(BaseModel):
+    status: GateStatus = GateStatus.PENDING
+    approver: str = ""
+    comments: str = ""
+    opened_at: datetime | None = None
+    decided_at: datetime | None = None
+    deadline: datetime | None = None
+
+
+class StepOutcome(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StepRecord(BaseModel):
+    name: str
+    outcome: StepOutcome
+    started_at: datetime
+    ended_at: datetime | None = None
+    detail: str = ""
+
+
+class RunbookRun(BaseModel):
+    """Input of RunbookWorkflow (and of any registered runbook workflow)."""
+
+    runbook: Runbook
+    variables: dict[str, str] = {}
+    change_number: str = ""
+    change_sys_id: str = ""  # empty for flow runs: no ticket to write to
+    report_to: str = ""  # workflow ID that receives `step_progress` signals
+
+
+class RunbookResult(BaseModel):
+    runbook: str
+    succeeded: bool
+    steps: list[StepRecord] = []
+    failed_step: str = ""
+    error: str = ""
+    output: dict[str, str] = {}
+
+
+class ChangeOutcome(StrEnum):
+    SUCCESSFUL = "successful"
+    UNSUCCESSFUL = "unsuccessful"
+    NO_RUNBOOK = "no_runbook"
+    REJECTED = "rejected"
+    APPROVAL_TIMED_OUT = "approval_timed_out"
+
+
+class ChangeResult(BaseModel):
+    number: str
+    outcome: ChangeOutcome
+    close_code: str = ""
+    close_notes: str = ""
+    runbook: str = ""
+    steps: list[StepRecord] = []
+    failed_step: str = ""
+    error: str = ""
+
+
+class Progress(BaseModel):
+    done: int = 0
+    total: int = 0
+
+
+class ChangeStatus(BaseModel):
+    """Answer of the `status` query on a change workflow."""
+
+    number: str
+    phase: str  # loading | resolving | starting | awaiting_approval | running | closing | done
+    step: str = ""
+    progress: Progress = Progress()
+    runbook: str = ""
+    ticket_state: str = ""
+    gate: GateState = GateState()
+    steps: list[StepRecord] = []
+    result: ChangeResult | None = None
+
+
+class RunbookStatus(BaseModel):
+    runbook: str
+    step: str = ""
+    progress: Progress = Progress()
+    steps: list[StepRecord] = []
+    result: RunbookResult | None = None
+
+
+class FlowRun(BaseModel):
+    """Input of FlowRunWorkflow: a runbook started through `POST /api/flows/{flow}/run`."""
+
+    flow: str
+    inputs: dict[str, str] = {}
+    callback_url: str = ""
+
+
+class PollInput(BaseModel):
+    page_size: int = 200
+
+
+class PollResult(BaseModel):
+    found: int
+    started: list[str] = []
+    already_known: list[str] = []
