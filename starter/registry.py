@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workflows.models import Runbook
+from workflows.models import Duration, Runbook
 
 DEFAULT_REGISTRY = Path(__file__).with_name("runbooks.yaml")
 
@@ -41,8 +41,8 @@ class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     production: bool = True
-    timeout: timedelta = timedelta(hours=1)
-    approval_timeout: timedelta = timedelta(hours=24)
+    timeout: Duration = timedelta(hours=1)
+    approval_timeout: Duration = timedelta(hours=24)
 
 
 class PollFilter(BaseModel):
@@ -51,7 +51,7 @@ class PollFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     types: list[str] = ["standard"]
-    interval: timedelta = timedelta(minutes=5)
+    interval: Duration = timedelta(minutes=5)
 
 
 class Registry(BaseModel):

@@ -6,11 +6,25 @@ ticket data and IDs only - never a credential.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """'90s', '30m', '1h', '2d', '250ms' as well as what pydantic takes (seconds, ISO 8601)."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 # -- names shared by starters and workflows ------------------------------------------------------------------------
 SIGNAL_APPROVE = "approve"
@@ -52,7 +66,7 @@ class Step(BaseModel):
     name: str
     command: list[str] | None = None
     http: HttpCall | None = None
-    timeout: timedelta = timedelta(minutes=5)
+    timeout: Duration = timedelta(minutes=5)
     retries: int = Field(default=2, ge=0, le=20)
 
     @field_validator("command")
@@ -62,9 +76,11 @@ class Step(BaseModel):
             raise ValueError("command must be a non-empty argv list")
         return value
 
-    def model_post_init(self, __context: object) -> None:
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
         if (self.command is None) == (self.http is None):
             raise ValueError(f"step {self.name!r} needs exactly one of 'command' or 'http'")
+        return self
 
 
 class Runbook(BaseModel):
@@ -77,8 +93,8 @@ class Runbook(BaseModel):
     workflow: str = "steps"  # "steps" = RunbookWorkflow over `steps`; otherwise a registered workflow type
     destructive: bool = False
     production: bool = True
-    timeout: timedelta = timedelta(hours=1)
-    approval_timeout: timedelta = timedelta(hours=24)
+    timeout: Duration = timedelta(hours=1)
+    approval_timeout: Duration = timedelta(hours=24)
     approvers: list[str] = []  # empty = anyone may approve
     params: dict[str, str] = {}
     inputs: list[str] = []  # required named inputs for /api/flows/{flow}/run
