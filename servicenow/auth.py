@@ -98,13 +98,11 @@ class OAuth:
     async def _obtain(self, http: httpx.AsyncClient) -> None:
         if self._refresh_token:
             try:
-                await self._token_request(
-                    http, {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
-                )
+                await self._token_request(http, {"grant_type": "refresh_token", "refresh_token": self._refresh_token})
                 return
             except NotAuthenticated:
                 self._refresh_token = None  # revoked or expired: fall back to the primary grant
-        form = {"grant_type": self.grant}
+        form: dict[str, str] = {"grant_type": self.grant}
         if self.grant == "password":
             form |= {"username": self._username or "", "password": self._password or ""}
         await self._token_request(http, form)

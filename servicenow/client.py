@@ -12,6 +12,7 @@ idempotent:
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -133,7 +134,9 @@ class ServiceNowClient:
                 response = await self._http.request(method, path, params=params, json=json, headers=headers)
             except httpx.TransportError as exc:
                 self._count("transport_error")
-                error = TransportError(f"{method} {path} got no answer", f"{type(exc).__name__}: {exc}")
+                error: ServiceNowError = TransportError(
+                    f"{method} {path} got no answer", f"{type(exc).__name__}: {exc}"
+                )
                 if method == "GET" and attempt <= self.max_retries:
                     await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
                     continue
@@ -147,10 +150,12 @@ class ServiceNowClient:
                 self.auth.invalidate()
                 continue
             if attempt <= self.max_retries:
-                if isinstance(error, RateLimited) and error.retry_after <= self.max_retry_after:
-                    await asyncio.sleep(error.retry_after)
-                    continue
-                if method == "GET" and error.retryable:
+                if isinstance(error, RateLimited):
+                    # Never retry a 429 sooner than Retry-After; a long wait is the caller's to schedule.
+                    if error.retry_after <= self.max_retry_after:
+                        await asyncio.sleep(error.retry_after)
+                        continue
+                elif method == "GET" and error.retryable:
                     await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
                     continue
             raise error
@@ -192,7 +197,7 @@ class ServiceNowClient:
     ) -> dict[str, Any]:
         params = self._params(fields=fields, display_value=display_value, exclude_reference_link=exclude_reference_link)
         response = await self.request("GET", f"/api/now/table/{table}/{sys_id}", params=params)
-        return response.json()["result"]  # type: ignore[no-any-return]
+        return response.json()["result"]
 
     async def iter_pages(
         self,
@@ -264,17 +269,19 @@ class ServiceNowClient:
         response = await self.request("GET", f"/api/now/table/{table}", params=params)
         return int(response.headers.get("X-Total-Count", "0"))
 
-    async def create(self, table: str, data: Mapping[str, Any], *, fields: list[str] | None = None) -> dict[str, Any]:
+    async def create(
+        self, table: str, data: Mapping[str, Any], *, fields: builtins.list[str] | None = None
+    ) -> dict[str, Any]:
         params = self._params(fields=fields, exclude_reference_link=True)
         response = await self.request("POST", f"/api/now/table/{table}", params=params, json=dict(data))
-        return response.json()["result"]  # type: ignore[no-any-return]
+        return response.json()["result"]
 
     async def update(
-        self, table: str, sys_id: str, data: Mapping[str, Any], *, fields: list[str] | None = None
+        self, table: str, sys_id: str, data: Mapping[str, Any], *, fields: builtins.list[str] | None = None
     ) -> dict[str, Any]:
         params = self._params(fields=fields, exclude_reference_link=True)
         response = await self.request("PATCH", f"/api/now/table/{table}/{sys_id}", params=params, json=dict(data))
-        return response.json()["result"]  # type: ignore[no-any-return]
+        return response.json()["result"]
 
     async def delete(self, table: str, sys_id: str) -> None:
         await self.request("DELETE", f"/api/now/table/{table}/{sys_id}")

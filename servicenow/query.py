@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _FORBIDDEN = ("^", "\n", "\r")
+# Operators `where()` accepts; IN/NOT IN and ISEMPTY/ISNOTEMPTY have their own methods.
+_OPERATORS = frozenset({"=", "!=", "<", "<=", ">", ">=", "LIKE", "NOTLIKE", "STARTSWITH", "ENDSWITH"})
 
 
 class QueryValueError(ValueError):
@@ -21,7 +23,7 @@ class QueryValueError(ValueError):
 
 
 def _check_field(name: str) -> str:
-    if not _FIELD.match(name):
+    if not _FIELD.fullmatch(name):  # fullmatch: `$` alone would accept a trailing newline
         raise QueryValueError(f"invalid field name {name!r}: use letters, digits, '_' and one '.' for dot-walking")
     return name
 
@@ -53,7 +55,7 @@ class Query:
     # -- combinators --------------------------------------------------------------------------
     def _add(self, clause: str) -> Query:
         joined = clause if not self.clauses else f"{self._next_joiner}{clause}"
-        return Query(self.clauses + (joined,), self.orders, "^")
+        return Query((*self.clauses, joined), self.orders, "^")
 
     def or_(self) -> Query:
         """The next condition is OR-ed with the previous one (`^OR`)."""
@@ -69,6 +71,8 @@ class Query:
 
     # -- conditions ---------------------------------------------------------------------------
     def where(self, name: str, op: str, value: object = "") -> Query:
+        if op not in _OPERATORS:
+            raise QueryValueError(f"unknown operator {op!r} for {name!r}: use one of {sorted(_OPERATORS)}")
         return self._add(f"{_check_field(name)}{op}{_check_value(name, value)}")
 
     def eq(self, name: str, value: object) -> Query:
@@ -121,10 +125,10 @@ class Query:
 
     # -- ordering -----------------------------------------------------------------------------
     def order_by(self, name: str) -> Query:
-        return Query(self.clauses, self.orders + (f"ORDERBY{_check_field(name)}",), self._next_joiner)
+        return Query(self.clauses, (*self.orders, f"ORDERBY{_check_field(name)}"), self._next_joiner)
 
     def order_by_desc(self, name: str) -> Query:
-        return Query(self.clauses, self.orders + (f"ORDERBYDESC{_check_field(name)}",), self._next_joiner)
+        return Query(self.clauses, (*self.orders, f"ORDERBYDESC{_check_field(name)}"), self._next_joiner)
 
     @property
     def ordered(self) -> bool:

@@ -97,7 +97,9 @@ def change_path(change_type: ChangeType | str) -> list[ChangeState]:
     return list(_CHANGE_PATHS[ChangeType(change_type)])
 
 
-def allowed_change_transition(change_type: ChangeType | str, current: ChangeState | str, target: ChangeState | str) -> bool:
+def allowed_change_transition(
+    change_type: ChangeType | str, current: ChangeState | str, target: ChangeState | str
+) -> bool:
     """True when the change model lets a change of this type move from `current` to `target`."""
     current, target = ChangeState(current), ChangeState(target)
     if current == target:
