@@ -1,0 +1,44 @@
+"""`create_app(config)`: one emulated ServiceNow instance as a FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+
+from sandbox.auth import Authenticator
+from sandbox.config import SandboxConfig
+from sandbox.errors import ApiError, api_error_handler, http_error_handler
+from sandbox.faults import FaultInjector
+from sandbox.instance import Instance
+from sandbox.outbound import WebhookEmitter
+from sandbox.routes_control import router as control_router
+from sandbox.routes_oauth import router as oauth_router
+from sandbox.routes_table import router as table_router
+from sandbox.seed import load_seed
+from sandbox.state import SandboxState
+from sandbox.store import Store
+
+
+def build_state(config: SandboxConfig) -> SandboxState:
+    store = Store(config.db_path)
+    instance = Instance(store, WebhookEmitter(config.webhook_url, config.webhook_token))
+    if config.seed and store.is_empty():
+        load_seed(instance, config.seed_file)
+    return SandboxState(
+        config=config,
+        instance=instance,
+        auth=Authenticator(config.users, config.clients, config.token_lifetime),
+        faults=FaultInjector(config.faults),
+    )
+
+
+def create_app(config: SandboxConfig | None = None) -> FastAPI:
+    config = config or SandboxConfig()
+    app = FastAPI(title="changeloop sandbox ServiceNow", docs_url="/sandbox/docs", openapi_url="/sandbox/openapi.json")
+    app.state.sandbox = build_state(config)
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.include_router(table_router)
+    app.include_router(oauth_router)
+    app.include_router(control_router)
+    return app

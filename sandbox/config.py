@@ -1,0 +1,30 @@
+"""How a sandbox instance is set up at start: listen address, storage, credentials, misbehaviour, outbound hook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from sandbox.auth import OAuthClient
+from sandbox.faults import FaultConfig
+
+DEFAULT_USERS = {"admin": "admin", "changeloop.integration": "changeloop"}
+
+
+class SandboxConfig(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0 picks a free port (tests)
+    # ":memory:" for tests; the CLI passes a file under .changeloop/ so the instance survives restarts.
+    db_path: str = ":memory:"
+    users: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_USERS))
+    clients: dict[str, OAuthClient] = Field(
+        default_factory=lambda: {"changeloop": OAuthClient(secret="changeloop-secret")}
+    )
+    token_lifetime: float = Field(default=1799.0, gt=0)  # seconds; tests use ~2 s to exercise refresh
+    faults: FaultConfig = Field(default_factory=FaultConfig)
+    webhook_url: str | None = None
+    webhook_token: str | None = None
+    seed: bool = True  # load sandbox/seed.yaml into an empty database
+    seed_file: Path | None = None  # another seed file instead of the packaged one
+    log_level: str = "warning"

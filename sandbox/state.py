@@ -1,0 +1,62 @@
+"""Everything one running sandbox holds, reachable from each route as `request.app.state.sandbox`."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sandbox.auth import Authenticator
+from sandbox.config import SandboxConfig
+from sandbox.faults import FaultInjector
+from sandbox.instance import Instance
+
+
+@dataclass
+class Stats:
+    """Counters a test reads to prove what did (or did not) reach the instance."""
+
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    writes: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count_request(self, method: str, table: str) -> None:
+        with self.lock:
+            self.requests[(method, table)] += 1
+
+    def count_write(self, table: str) -> None:
+        with self.lock:
+            self.writes[table] += 1
+
+    def count_fault(self, mode: str) -> None:
+        with self.lock:
+            self.faults[mode] += 1
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.writes.clear()
+            self.faults.clear()
+
+    def snapshot(self) -> dict[str, object]:
+        with self.lock:
+            by_method: dict[str, dict[str, int]] = {}
+            for (method, table), count in self.requests.items():
+                by_method.setdefault(method, {})[table] = count
+            return {
+                "requests": by_method,
+                "total_requests": sum(self.requests.values()),
+                "writes": sum(self.writes.values()),
+                "writes_by_table": dict(self.writes),
+                "faults": dict(self.faults),
+            }
+
+
+@dataclass
+class SandboxState:
+    config: SandboxConfig
+    instance: Instance
+    auth: Authenticator
+    faults: FaultInjector
+    stats: Stats = field(default_factory=Stats)
