@@ -251,6 +251,7 @@ class FlowRun(BaseModel):
 
 
 class PollInput(BaseModel):
+    types: list[str] = ["standard"]
     page_size: int = 200
 
 
@@ -258,3 +259,78 @@ class PollResult(BaseModel):
     found: int
     started: list[str] = []
     already_known: list[str] = []
+
+
+# -- activity inputs/outputs (workflows call activities by name; they never import activities/) ---------------------
+class ResolveInput(BaseModel):
+    template: str = ""
+    category: str = ""
+
+
+class FlowName(BaseModel):
+    flow: str
+
+
+class RunbookChoice(BaseModel):
+    runbook: Runbook | None = None
+
+
+class BeginInput(BaseModel):
+    ticket: ChangeTicket
+    runbook: str
+
+
+class BeginResult(BaseModel):
+    state: str
+    execution_url: str  # built in the worker from CHANGELOOP_UI_URL, which workflows cannot read
+
+
+class NoteInput(BaseModel):
+    table: str = "change_request"
+    sys_id: str
+    text: str
+
+
+class CloseInput(BaseModel):
+    ticket: ChangeTicket
+    close_code: str
+    close_notes: str
+
+
+class StepInput(BaseModel):
+    step: Step
+    variables: dict[str, str] = {}
+
+
+class StepOutput(BaseModel):
+    output: str = ""
+
+
+class CallbackInput(BaseModel):
+    url: str
+    payload: dict[str, object]
+
+
+class PollQuery(BaseModel):
+    types: list[str] = ["standard"]
+    page_size: int = 200
+
+
+class StartChangesInput(BaseModel):
+    numbers: list[str]
+    source: Literal["webhook", "poll", "cli", "api"] = "poll"
+
+
+class Act:
+    """Activity names, the only thing workflows know of activities/."""
+
+    LOAD_CHANGE = "load_change"
+    RESOLVE_RUNBOOK = "resolve_runbook"
+    RESOLVE_FLOW = "resolve_flow"
+    BEGIN_IMPLEMENTATION = "begin_implementation"
+    ADD_WORK_NOTE = "add_work_note"
+    CLOSE_CHANGE = "close_change"
+    RUN_STEP = "run_step"
+    POST_CALLBACK = "post_callback"
+    FIND_APPROVED_CHANGES = "find_approved_changes"
+    START_CHANGE_WORKFLOWS = "start_change_workflows"

@@ -1,0 +1,1 @@
+"""Every side effect: ServiceNow calls, host commands, HTTP calls, callbacks. Workflows reach these by name."""

@@ -1,0 +1,81 @@
+"""The scheduled poll's side: find approved changes and start one change workflow each.
+
+Starts use the same deterministic ID and policies as the shim, so a change that arrived by webhook is never started
+a second time by the poll: the server refuses the duplicate, nobody races a look-up.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.errors import servicenow_errors
+from servicenow.client import ServiceNowClient
+from servicenow.query import Query
+from servicenow.states import Approval, ChangeState
+from settings import Settings
+from workflows.models import Act, ChangeInput, PollQuery, PollResult, StartChangesInput, change_workflow_id
+
+CHANGE_NUMBER = SearchAttributeKey.for_keyword("ChangeNumber")
+
+
+async def start_change(client: Client, settings: Settings, change: ChangeInput) -> tuple[str, str, bool]:
+    """Start ChangeRequestWorkflow for one change. Returns (workflow id, run id, started-now)."""
+    workflow_id = change_workflow_id(change.number)
+    try:
+        handle = await client.start_workflow(
+            "ChangeRequestWorkflow",
+            change,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(CHANGE_NUMBER, change.number)]),
+        )
+    except WorkflowAlreadyStartedError as exc:
+        return workflow_id, exc.run_id or "", False
+    return workflow_id, handle.result_run_id or "", True
+
+
+class IntakeActivities:
+    def __init__(self, sn: ServiceNowClient, client: Client, settings: Settings) -> None:
+        self.sn = sn
+        self.client = client
+        self.settings = settings
+
+    @activity.defn(name=Act.FIND_APPROVED_CHANGES)
+    async def find_approved_changes(self, request: PollQuery) -> list[str]:
+        query = (
+            Query()
+            .eq("state", ChangeState.SCHEDULED.value)
+            .eq("approval", Approval.APPROVED.value)
+            .in_("type", request.types)
+            .order_by("number")
+        )
+        numbers: list[str] = []
+        async with servicenow_errors():
+            async for page in self.sn.iter_pages(
+                "change_request", query, fields=["number"], page_size=request.page_size
+            ):
+                numbers.extend(str(r["number"]) for r in page.records)
+                activity.heartbeat(len(numbers))
+        return numbers
+
+    @activity.defn(name=Act.START_CHANGE_WORKFLOWS)
+    async def start_change_workflows(self, request: StartChangesInput) -> PollResult:
+        result = PollResult(found=len(request.numbers))
+        for number in request.numbers:
+            _, _, started = await start_change(
+                self.client, self.settings, ChangeInput(number=number, source=request.source)
+            )
+            (result.started if started else result.already_known).append(number)
+            activity.heartbeat(number)
+        return result

@@ -1,0 +1,103 @@
+"""FlowRunWorkflow (ID `flow-<flow>-<key>`): a registry runbook started through `POST /api/flows/{flow}/run`.
+
+Runs the runbook as a child (no ticket to write to), then, when the caller gave a callback URL, posts the result
+there. The callback is an activity with retries, so a receiver that is down for a while still gets its answer.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.models import (
+        QUERY_STATUS,
+        SIGNAL_STEP_PROGRESS,
+        Act,
+        CallbackInput,
+        FlowName,
+        FlowRun,
+        Progress,
+        RunbookChoice,
+        RunbookResult,
+        RunbookRun,
+        RunbookStatus,
+        StepOutcome,
+        StepRecord,
+    )
+    from workflows.runbook import failure_message
+
+CALLBACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=20,
+    non_retryable_error_types=["CallbackRefused"],
+)
+
+
+@workflow.defn(name="FlowRunWorkflow")
+class FlowRunWorkflow:
+    @workflow.init
+    def __init__(self, run: FlowRun) -> None:
+        self._status = RunbookStatus(runbook=run.flow)
+
+    @workflow.query(name=QUERY_STATUS)
+    def status(self) -> RunbookStatus:
+        return self._status
+
+    @workflow.signal(name=SIGNAL_STEP_PROGRESS)
+    def step_progress(self, record: StepRecord) -> None:
+        self._status.steps.append(record)
+        self._status.step = record.name
+        if record.outcome == StepOutcome.SUCCEEDED:
+            self._status.progress.done += 1
+
+    @workflow.run
+    async def run(self, run: FlowRun) -> RunbookResult:
+        runbook = await workflow.execute_activity(
+            Act.RESOLVE_FLOW,
+            FlowName(flow=run.flow),
+            result_type=RunbookChoice,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        if runbook.runbook is None:
+            raise ApplicationError(f"unknown flow {run.flow!r}", type="UnknownFlow", non_retryable=True)
+        book = runbook.runbook
+        self._status.progress = Progress(total=len(book.steps))
+        try:
+            result = await workflow.execute_child_workflow(
+                "RunbookWorkflow" if book.workflow == "steps" else book.workflow,
+                RunbookRun(runbook=book, variables=book.params | run.inputs, report_to=workflow.info().workflow_id),
+                id=f"{workflow.info().workflow_id}-runbook",
+                result_type=RunbookResult,
+                execution_timeout=book.timeout,
+            )
+        except ChildWorkflowError as error:
+            failed = next((s for s in self._status.steps if s.outcome == StepOutcome.FAILED), None)
+            result = RunbookResult(
+                runbook=book.name,
+                succeeded=False,
+                steps=self._status.steps,
+                failed_step=failed.name if failed else self._status.step,
+                error=failed.detail if failed else failure_message(error.cause or error),
+            )
+        self._status.result = result
+        if run.callback_url:
+            payload = {"executionId": workflow.info().workflow_id, "flow": run.flow} | result.model_dump(mode="json")
+            await workflow.execute_activity(
+                Act.POST_CALLBACK,
+                CallbackInput(url=run.callback_url, payload=payload),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=CALLBACK_RETRY,
+            )
+        if not result.succeeded:
+            raise ApplicationError(
+                f"flow {run.flow!r} failed at step {result.failed_step!r}: {result.error}",
+                result.model_dump(mode="json"),
+                type="RunbookFailed",
+                non_retryable=True,
+            )
+        return result
