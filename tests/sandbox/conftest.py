@@ -1,0 +1,45 @@
+"""Sandbox tests talk to their own emulator over real HTTP, so the faults and config they bend stay theirs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from sandbox.server import SandboxConfig, SandboxServer
+from tests.sandbox.support import INTEGRATION, Capture
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[SandboxServer]:
+    with SandboxServer(SandboxConfig(port=0, seed=True)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def api(emulator: SandboxServer) -> Iterator[httpx.Client]:
+    """The Table API as the integration user (basic auth)."""
+    with httpx.Client(base_url=emulator.url, auth=INTEGRATION, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def control(emulator: SandboxServer) -> Iterator[httpx.Client]:
+    """The `/sandbox/*` control panel (no auth)."""
+    with httpx.Client(base_url=f"{emulator.url}/sandbox", timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def behave_again(control: httpx.Client) -> Iterator[None]:
+    """Every test leaves the instance without faults, rate limits or a webhook target."""
+    yield
+    control.post("/reset-faults").raise_for_status()
+    control.put("/config", json={"webhook_url": None, "webhook_token": None, "token_lifetime": 1799}).raise_for_status()
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    with Capture() as endpoint:
+        yield endpoint

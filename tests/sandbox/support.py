@@ -1,0 +1,67 @@
+"""Helpers for the sandbox tests: a capture endpoint, a polling wait, result unwrapping."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+INTEGRATION = ("changeloop.integration", "changeloop")
+OAUTH_CLIENT = ("changeloop", "changeloop-secret")
+
+
+def poll(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
+    """Wait for a condition with a deadline (never a guessed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s (last value {result!r})")
+        time.sleep(interval)
+
+
+class Capture:
+    """A tiny HTTP endpoint standing in for the starter shim: records every POST it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        captured = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"null")
+                captured.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                self.send_response(202)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"status":"RUNNING"}')
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/servicenow/change"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Capture:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def result(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()["result"]
