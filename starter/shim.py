@@ -95,6 +95,8 @@ def create_app(settings: Settings, client: Client, registry: Registry) -> FastAP
         title="changeloop starter shim",
         version="1",
         description="ServiceNow → Temporal: approved changes and flow runs start durable executions.",
+        # A Business Rule whose REST message lacks a Content-Type header still sends JSON: read it as such.
+        strict_content_type=False,
     )
     _install_error_handlers(app)
     _install_routes(app, settings, client, registry)
