@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+
+from servicenow import BasicAuth, ServiceNowClient
+from settings import Settings
 
 # DESIGN.md §4: the custom search attributes every environment pre-registers.
 SEARCH_ATTRIBUTES = [
@@ -83,3 +90,113 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+# --- the sandbox ServiceNow instance -----------------------------------------------------------------------------
+
+
+class SandboxControl:
+    """The sandbox's `/sandbox/*` control panel (no auth), for tests that bend the instance's behaviour."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    async def _call(self, method: str, path: str, json: Any = None) -> Any:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as http:
+            response = await http.request(method, f"/sandbox{path}", json=json)
+            response.raise_for_status()
+            return response.json() if response.content else None
+
+    async def faults(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/faults")
+        return result
+
+    async def set_faults(self, **config: Any) -> dict[str, Any]:
+        """Replace the fault configuration (error_rate, error_statuses, latency_ms, rules, rate_limit, ...)."""
+        result: dict[str, Any] = await self._call("PUT", "/faults", config)
+        return result
+
+    async def clear_faults(self) -> None:
+        await self._call("PUT", "/faults", {})
+
+    async def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/stats")
+        return result
+
+    async def requests_to(self, method: str, table: str) -> int:
+        """How many Table API requests with this method reached `table` so far (refused ones included)."""
+        stats = await self.stats()
+        return int(stats["requests"].get(method, {}).get(table, 0))
+
+    async def config(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/config")
+        return result
+
+    async def set_config(self, **update: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("PUT", "/config", update)
+        return result
+
+    async def expire_tokens(self) -> None:
+        """Every OAuth access token stops working at once, as when a session is revoked."""
+        await self._call("POST", "/expire-tokens")
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Any]:
+    """A seeded sandbox ServiceNow (in-memory) on a free 127.0.0.1 port, shared by the session. Tests keep to
+    their own records (unique correlation_id / short_description) instead of resetting the instance."""
+    from sandbox.server import SandboxConfig, SandboxServer
+
+    with SandboxServer(SandboxConfig(port=0, seed=True)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sandbox_url(sandbox: Any) -> str:
+    url: str = sandbox.url
+    return url.rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def sandbox_control(sandbox_url: str) -> SandboxControl:
+    return SandboxControl(sandbox_url)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def reset_faults(sandbox_control: SandboxControl) -> AsyncIterator[SandboxControl]:
+    """For a test that injects faults or rate limits: the instance behaves again once the test ends."""
+    try:
+        yield sandbox_control
+    finally:
+        await sandbox_control.clear_faults()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sn_client(sandbox_url: str) -> AsyncIterator[ServiceNowClient]:
+    """A ServiceNow client as the integration user (basic auth), fresh per test so its counters are the test's."""
+    async with ServiceNowClient(sandbox_url, BasicAuth(*INTEGRATION_USER)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def settings(sandbox_url: str, temporal_env: WorkflowEnvironment) -> Settings:
+    """Settings for workers, activities and the shim under test: the sandbox, the dev server, a webhook token.
+    Every field is given explicitly so a developer's CHANGELOOP_* environment or .env can't leak in."""
+    client = temporal_env.client
+    return Settings(
+        _env_file=None,
+        temporal_address=client.service_client.config.target_host,
+        temporal_namespace=client.namespace,
+        task_queue="changeloop-test",
+        ui_url="http://127.0.0.1:8233",
+        servicenow_url=sandbox_url,
+        servicenow_username=INTEGRATION_USER[0],
+        servicenow_password=SecretStr(INTEGRATION_USER[1]),
+        servicenow_client_id=None,
+        servicenow_client_secret=None,
+        execution_url_field=None,
+        webhook_token=SecretStr(WEBHOOK_TOKEN),
+        slack_webhook_url=None,
+        runbooks=None,
+        log_level="INFO",
+    )
