@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from temporalio.client import Client
@@ -71,7 +70,6 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=activities_for(client, settings, registry, sn),
-        activity_executor=ThreadPoolExecutor(max_workers=4),
         **options,
     )
 

@@ -67,6 +67,8 @@ class Step(BaseModel):
     command: list[str] | None = None
     http: HttpCall | None = None
     timeout: Duration = timedelta(minutes=5)
+    # How soon a lost worker is noticed while this step runs (the step heartbeats every 2 s).
+    heartbeat_timeout: Duration = timedelta(seconds=30)
     retries: int = Field(default=2, ge=0, le=20)
 
     @field_validator("command")

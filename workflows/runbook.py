@@ -91,7 +91,7 @@ class RunbookWorkflow:
                 StepInput(step=step, variables=run.variables),
                 result_type=StepOutput,
                 start_to_close_timeout=step.timeout,
-                heartbeat_timeout=timedelta(seconds=30),
+                heartbeat_timeout=step.heartbeat_timeout,
                 retry_policy=RetryPolicy(
                     maximum_attempts=step.retries + 1,
                     initial_interval=timedelta(seconds=1),

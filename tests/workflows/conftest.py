@@ -1,0 +1,85 @@
+"""Workflow-test fixtures: the test registry, a worker on the dev server, and helpers to make changes in the sandbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+
+from activities.intake import start_change
+from servicenow import Query, ServiceNowClient
+from settings import Settings
+from starter.registry import Registry, load_registry
+from worker import build_worker
+from workflows.models import ChangeInput, ChangeResult
+
+TEST_REGISTRY = Path(__file__).with_name("runbooks.yaml")
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return load_registry(TEST_REGISTRY)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def worker(temporal_client: Client, settings: Settings, registry: Registry, sandbox: Any) -> AsyncIterator[Any]:
+    """One in-process worker for the session, on the settings' task queue, talking to the sandbox."""
+    async with ServiceNowClient.from_settings(settings) as sn:
+        async with build_worker(temporal_client, settings, registry, sn) as running:
+            yield running
+
+
+class Changes:
+    """Creates change requests in the sandbox the way ServiceNow users do, and reads them back."""
+
+    def __init__(self, sn: ServiceNowClient) -> None:
+        self.sn = sn
+
+    async def create(
+        self,
+        *,
+        template: str | None = None,
+        category: str = "",
+        ci: str = "payments-api",
+        approved: bool = True,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": "standard",
+            "short_description": f"test change {uuid.uuid4().hex[:8]}",
+            "category": category,
+        }
+        if template:
+            found = await self.sn.first("std_change_producer_version", Query().eq("name", template), fields=["sys_id"])
+            assert found, f"template {template!r} is not seeded"
+            body["std_change_producer_version"] = found["sys_id"]
+        if ci:
+            found = await self.sn.first("cmdb_ci", Query().eq("name", ci), fields=["sys_id"])
+            assert found, f"CI {ci!r} is not seeded"
+            body["cmdb_ci"] = found["sys_id"]
+        record = await self.sn.create("change_request", body)
+        if approved:
+            # A standard change is pre-approved: New -> Scheduled with approval approved.
+            record = await self.sn.update("change_request", record["sys_id"], {"state": "-2", "approval": "approved"})
+        return record
+
+    async def get(self, sys_id: str) -> dict[str, Any]:
+        return await self.sn.get("change_request", sys_id, exclude_reference_link=True)
+
+    async def work_notes(self, sys_id: str) -> list[str]:
+        query = Query().eq("element_id", sys_id).eq("element", "work_notes").order_by("sys_created_on")
+        return [str(r["value"]) for r in await self.sn.list("sys_journal_field", query, fields=["value"])]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def changes(sn_client: ServiceNowClient) -> Changes:
+    return Changes(sn_client)
+
+
+async def start(client: Client, settings: Settings, number: str, source: str = "webhook") -> WorkflowHandle[Any, Any]:
+    workflow_id, run_id, _ = await start_change(client, settings, ChangeInput(number=number, source=source))  # type: ignore[arg-type]
+    return client.get_workflow_handle(workflow_id, run_id=run_id, result_type=ChangeResult)
