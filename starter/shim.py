@@ -322,6 +322,10 @@ def _fill_progress(answer: ExecutionStatus, source: Any) -> None:
     if not isinstance(source, dict):
         return
     answer.step = str(source.get("step") or "")
+    if isinstance(source.get("phase"), str):
+        answer.phase = source["phase"]
+    if isinstance(source.get("gate"), dict):
+        answer.gate = source["gate"]
     progress = source.get("progress")
     if isinstance(progress, dict):
         answer.progress = Progress.model_validate(progress)

@@ -115,6 +115,9 @@ class ExecutionStatus(BaseModel):
     status: str
     step: str = ""
     progress: Progress = Progress()
+    # Extras for a change workflow, so a caller polling this endpoint sees when the approval gate waits for it.
+    phase: str | None = None
+    gate: dict[str, Any] | None = None
     result: Any = None
     error: str | None = None
     url: str
