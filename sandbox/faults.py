@@ -70,9 +70,9 @@ class RateDecision:
 
 
 class _Bucket:
-    def __init__(self, burst: int) -> None:
+    def __init__(self, burst: int, now: float) -> None:
         self.tokens = float(burst)
-        self.stamp = time.monotonic()
+        self.stamp = now
 
 
 class FaultInjector:
@@ -114,7 +114,7 @@ class FaultInjector:
             now = time.monotonic()
             if not limits.enabled:
                 return RateDecision(True, 0, 0, 0, 0)
-            bucket = self._buckets.setdefault(user, _Bucket(limits.burst))
+            bucket = self._buckets.setdefault(user, _Bucket(limits.burst, now))
             bucket.tokens = min(limits.burst, bucket.tokens + (now - bucket.stamp) * limits.rate)
             bucket.stamp = now
             allowed = bucket.tokens >= 1

@@ -39,11 +39,11 @@ def test_comparisons_on_integer_choice_fields_are_numeric(api: httpx.Client) -> 
     # As text "-4" > "-2" would hold; as numbers -4 < -2.
     numbers = lambda q: [
         r["number"] for r in result(api.get("/api/now/table/change_request", params={"sysparm_query": q}))
-    ]  # noqa: E731
-    assert numbers("state<-2^numberSTARTSWITHCHG003000") == ["CHG0030002"]
-    assert numbers("state<=-2^numberSTARTSWITHCHG003000") == ["CHG0030001", "CHG0030002"]
-    assert numbers("state>-2^numberSTARTSWITHCHG003000") == ["CHG0030003"]
-    assert numbers("state>=3^numberSTARTSWITHCHG003000") == ["CHG0030003"]
+    ]
+    assert numbers("state<-2^numberINCHG0030001,CHG0030002,CHG0030003") == ["CHG0030002"]
+    assert numbers("state<=-2^numberINCHG0030001,CHG0030002,CHG0030003") == ["CHG0030001", "CHG0030002"]
+    assert numbers("state>-2^numberINCHG0030001,CHG0030002,CHG0030003") == ["CHG0030003"]
+    assert numbers("state>=3^numberINCHG0030001,CHG0030002,CHG0030003") == ["CHG0030003"]
 
 
 def test_dates_compare_as_strings(api: httpx.Client) -> None:
