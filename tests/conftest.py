@@ -26,7 +26,7 @@ from servicenow import BasicAuth, ServiceNowClient
 from settings import Settings
 
 # DESIGN.md §4: the custom search attributes every environment pre-registers.
-SEARCH_ATTRIBUTES = [
+SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SearchAttributeKey.for_keyword("ChangeNumber"),
     SearchAttributeKey.for_keyword_list("CmdbCi"),
     SearchAttributeKey.for_keyword("Runbook"),

@@ -1,22 +1,37 @@
 """Condition waits with a deadline: tests wait for a state, never for a guessed amount of time."""
 
+# `timeout` here is a polling deadline, not a cancellation scope that asyncio.timeout could replace.
+# ruff: noqa: ASYNC109
+
 from __future__ import annotations
 
 import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+@overload
 async def wait_for(
-    predicate: Callable[[], T | Awaitable[T]],
-    timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
+    predicate: Callable[[], Awaitable[T]], timeout: float = ..., interval: float = ..., message: str | None = ...
+) -> T: ...
+
+
+@overload
+async def wait_for(
+    predicate: Callable[[], T], timeout: float = ..., interval: float = ..., message: str | None = ...
+) -> T: ...
+
+
+async def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
     interval: float = 0.05,
     message: str | None = None,
-) -> T:
+) -> Any:
     """Poll `predicate` (sync or async) until it returns a truthy value, and return that value.
 
     Raises `TimeoutError` naming the condition (and the last value seen) when `timeout` seconds pass first.
@@ -28,7 +43,7 @@ async def wait_for(
         if inspect.isawaitable(result):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
+            return result
         if time.monotonic() >= deadline:
             what = message or getattr(predicate, "__name__", repr(predicate))
             raise TimeoutError(f"condition {what!r} not met within {timeout}s (last value: {result!r})")
