@@ -92,8 +92,10 @@ def test_standard_change_from_template_is_created_scheduled_and_pre_approved(api
 
 @pytest.mark.parametrize(
     ("impact", "urgency", "priority"),
-    [("1", "1", "1"), ("1", "2", "2"), ("2", "1", "2"), ("1", "3", "3"), ("2", "2", "3"), ("3", "1", "3")]
-    + [("2", "3", "4"), ("3", "2", "4"), ("3", "3", "5")],
+    [
+        *[("1", "1", "1"), ("1", "2", "2"), ("2", "1", "2"), ("1", "3", "3"), ("2", "2", "3")],
+        *[("3", "1", "3"), ("2", "3", "4"), ("3", "2", "4"), ("3", "3", "5")],
+    ],
 )
 def test_incident_priority_is_computed_from_impact_and_urgency(
     api: httpx.Client, impact: str, urgency: str, priority: str
