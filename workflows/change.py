@@ -127,11 +127,14 @@ class ChangeRequestWorkflow:
     # -- the run -----------------------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, change: ChangeInput) -> ChangeResult:
+        # A `decide` update answered just before the end must get its answer, not a lost handler.
         try:
-            return await self._run(change)
-        finally:
-            # A `decide` update answered just before the end must get its answer, not a lost handler.
+            result = await self._run(change)
+        except ApplicationError:
             await workflow.wait_condition(workflow.all_handlers_finished)
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
 
     async def _run(self, change: ChangeInput) -> ChangeResult:
         ticket = await self._activity(Act.LOAD_CHANGE, change.number, ChangeTicket)

@@ -1,0 +1,111 @@
+"""Record the committed histories that the replay tests replay: `python -m tests.workflows.record_histories`.
+
+Run it when a workflow changes on purpose (behind `workflow.patched`): the old histories stay, new ones are added
+with a new suffix, and every one of them must keep replaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+
+from pydantic import SecretStr
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from sandbox.server import SandboxConfig, SandboxServer
+from servicenow import ServiceNowClient
+from settings import Settings
+from starter.registry import load_registry
+from tests.workflows.conftest import TEST_REGISTRY, Changes, start
+from worker import build_worker
+from workflows import search_attributes
+from workflows.models import ApprovalInput, ChangeStatus, FlowRun, GateStatus, PollInput
+
+HISTORIES = Path(__file__).with_name("histories")
+
+
+async def _save(handle: WorkflowHandle, name: str) -> None:  # type: ignore[type-arg]
+    history = json.loads((await handle.fetch_history()).to_json())
+    # The workflow ID is kept beside the events: replay needs it (child IDs are derived from it).
+    (HISTORIES / f"{name}.json").write_text(json.dumps({"workflowId": handle.id} | history, indent=1))
+    print("recorded", name)
+
+
+async def _gate_waiting(handle: WorkflowHandle) -> None:  # type: ignore[type-arg]
+    for _ in range(200):
+        status = await handle.query("status", result_type=ChangeStatus)
+        if status.gate.status == GateStatus.WAITING:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("gate never opened")
+
+
+async def record(client: Client, settings: Settings, changes: Changes) -> None:
+    ok = await changes.create(template="Restart application service")
+    handle = await start(client, settings, ok["number"])
+    await handle.result()
+    await _save(handle, "change_successful")
+    await _save(client.get_workflow_handle(f"runbook-{ok['number']}"), "runbook_successful")
+
+    gated = await changes.create(template="Run maintenance steps")
+    handle = await start(client, settings, gated["number"])
+    await _gate_waiting(handle)
+    await handle.signal("approve", ApprovalInput(approver="alice.ops", comments="go"))
+    await handle.result()
+    await _save(handle, "change_gated_approved")
+
+    failing = await changes.create(category="Failing")
+    handle = await start(client, settings, failing["number"])
+    try:
+        await handle.result()
+    except Exception:
+        pass
+    await _save(handle, "change_runbook_failed")
+
+    flow = await client.start_workflow(
+        "FlowRunWorkflow",
+        FlowRun(flow="echo_flow", inputs={"message": "replay"}),
+        id=f"flow-echo_flow-{uuid.uuid4()}",
+        task_queue=settings.task_queue,
+    )
+    await flow.result()
+    await _save(flow, "flow_run")
+
+    poll = await client.start_workflow(
+        "ChangePollWorkflow", PollInput(), id="poll-record", task_queue=settings.task_queue
+    )
+    await poll.result()
+    await _save(poll, "change_poll")
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    temporal = Path(sys.executable).parent / "temporal"
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    with SandboxServer(SandboxConfig(port=0, seed=True)) as sandbox:
+        settings = Settings(
+            _env_file=None,
+            temporal_address=env.client.service_client.config.target_host,
+            task_queue="record",
+            servicenow_url=sandbox.url,
+            servicenow_username="changeloop.integration",
+            servicenow_password=SecretStr("changeloop"),
+            webhook_token=SecretStr("record-token"),
+        )
+        async with ServiceNowClient.from_settings(settings) as sn:
+            async with build_worker(env.client, settings, load_registry(TEST_REGISTRY), sn):
+                await record(env.client, settings, Changes(sn))
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
