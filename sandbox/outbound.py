@@ -52,7 +52,13 @@ class WebhookEmitter:
         message = OutboundMessage(url=self.url, body=body, headers=headers)
         with self._lock:
             self._sent.append(message)
-        task = asyncio.get_running_loop().create_task(self._send(message))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Called from plain Python (a script driving `Instance` directly): send from a thread of its own.
+            threading.Thread(target=asyncio.run, args=(self._send(message),), daemon=True).start()
+            return
+        task = loop.create_task(self._send(message))
         # Keep a reference: the loop only holds weak references to tasks.
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from sandbox.tables import Table, get_table, is_known_field
 
@@ -167,11 +168,11 @@ class Query:
         # Python's sort is stable: sorting by the last key first gives a multi-key sort whose ties keep
         # insertion order — records created in the same second stay in creation order.
         for field_ref, descending in reversed(self.order):
-            selected.sort(key=lambda r, f=field_ref: _sort_key(f, r, lookup), reverse=descending)
+            selected.sort(key=partial(_sort_key, field_ref, lookup=lookup), reverse=descending)
         return selected
 
 
-def _sort_key(field_ref: FieldRef, record: Record, lookup: Lookup) -> tuple[int, float, str]:
+def _sort_key(field_ref: FieldRef, record: Record, *, lookup: Lookup) -> tuple[int, float, str]:
     value = field_ref.value(record, lookup)
     if value == "":
         return (0, -math.inf, "")  # empty values sort first, like NULLs on the instance

@@ -15,16 +15,18 @@ from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from sandbox.app import create_app
 from sandbox.config import SandboxConfig
+from sandbox.state import SandboxState
 
 __all__ = ["SandboxConfig", "SandboxServer", "run_sandbox", "serve"]
 
 
-def _uvicorn_config(config: SandboxConfig) -> uvicorn.Config:
+def _uvicorn_config(app: FastAPI, config: SandboxConfig) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(config),
+        app,
         log_level=config.log_level,
         # A request hanging in an injected timeout must not hold shutdown for its full hang.
         timeout_graceful_shutdown=1,
@@ -34,7 +36,7 @@ def _uvicorn_config(config: SandboxConfig) -> uvicorn.Config:
 
 def serve(config: SandboxConfig) -> None:
     """Serve in the foreground until interrupted (Ctrl-C)."""
-    server_config = _uvicorn_config(config)
+    server_config = _uvicorn_config(create_app(config), config)
     server_config.host, server_config.port = config.host, config.port
     uvicorn.Server(server_config).run()
 
@@ -50,16 +52,18 @@ class SandboxServer:
     def __init__(self, config: SandboxConfig | None = None, **overrides: Any) -> None:
         base = config or SandboxConfig(port=0)
         self.config = base.model_copy(update=overrides) if overrides else base
+        self.app: FastAPI | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self.url = ""
 
     @property
-    def app_state(self) -> Any:
+    def app_state(self) -> SandboxState:
         """The running instance's state (store, auth, faults …) for in-process assertions."""
-        assert self._server is not None
-        return self._server.config.app.state.sandbox
+        assert self.app is not None, "start() the server first"
+        state: SandboxState = self.app.state.sandbox
+        return state
 
     def start(self, timeout: float = 15.0) -> SandboxServer:
         # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP, and
@@ -70,7 +74,8 @@ class SandboxServer:
         self._socket = sock
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        self._server = uvicorn.Server(_uvicorn_config(self.config))
+        self.app = create_app(self.config)
+        self._server = uvicorn.Server(_uvicorn_config(self.app, self.config))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
         self._wait_ready(timeout)
