@@ -205,14 +205,16 @@ async def _schedules_list(settings: Settings, client: Any = None) -> int:
 
     client = client or await _connect(settings, wait=0)
     table = Table(title=f"schedules in namespace {settings.temporal_namespace}")
-    for column in ("id", "exists", "workflow", "every", "paused", "runs", "next run", "what"):
-        table.add_column(column)
+    for column in ("id", "exists", "workflow", "every", "paused", "runs", "next run"):
+        table.add_column(column, overflow="fold")
     for r in await schedules.describe(client):
         next_run = r.next_run.isoformat(timespec="seconds") if r.next_run else ""
         paused = f"yes ({r.note})" if r.paused and r.note else ("yes" if r.paused else "no")
         exists = "yes" if r.exists else "[yellow]no[/yellow]"
-        table.add_row(r.id, exists, r.workflow, r.every, paused, str(r.actions_taken), next_run, r.description)
+        table.add_row(r.id, exists, r.workflow, r.every, paused, str(r.actions_taken), next_run)
     console.print(table)
+    for r in await schedules.describe(client):
+        console.print(f"{r.id}: {r.description}", highlight=False)
     return 0
 
 
@@ -269,7 +271,7 @@ async def _change_status(settings: Settings, number: str) -> int:
 def _status_table(workflow_id: str, state: str, url: str, status: Any) -> Table:
     table = Table(title=workflow_id, show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     table.add_row("execution", state)
     table.add_row("link", url)
     if status is not None:
@@ -290,7 +292,7 @@ def _status_table(workflow_id: str, state: str, url: str, status: Any) -> Table:
 
 def _steps_table(status: Any) -> Table:
     table = Table(title="steps")
-    for column in ("step", "outcome", "started", "ended", "detail"):
+    for column in ("step", "outcome", "started (UTC)", "ended", "last output"):
         table.add_column(column)
     for step in status.steps:
         ended = step.ended_at.isoformat(timespec="seconds") if step.ended_at else ""
