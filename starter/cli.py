@@ -113,6 +113,8 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings, run_worker: Any) -> int:
+    # Wait for Temporal first, so `changeloop dev` (and docker-compose) can start the worker alongside the server.
+    await _connect(settings)
     await run_worker(settings)
     return 0
 

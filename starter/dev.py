@@ -204,12 +204,15 @@ class DevStack:
         sandbox = self._cli("sandbox", "--host", c.host, "--port", str(c.sandbox_port), "--db", db)
         sandbox += ["--webhook-url", f"{c.shim_url}/api/servicenow/change"]
 
-        first = [self._spawn("temporal", temporal), self._spawn("sandbox", sandbox)]
-        await self._wait(first[0], self._temporal_ready)
-        await self._wait(first[0], lambda: _http_ok(f"{c.ui_url}/"))
-        await self._wait(first[1], lambda: _http_ok(f"{c.sandbox_url}/sandbox/health"))
+        # All at once: the worker and the shim retry their Temporal connection, so start-up costs the slowest
+        # child's time rather than the sum (Python start-up dominates on two cores).
+        server = self._spawn("temporal", temporal)
+        instance = self._spawn("sandbox", sandbox)
         worker = self._spawn("worker", self._cli("worker"))
         shim = self._spawn("shim", self._cli("shim", "--host", c.host, "--port", str(c.shim_port)))
+        await self._wait(server, self._temporal_ready)
+        await self._wait(server, lambda: _http_ok(f"{c.ui_url}/"))
+        await self._wait(instance, lambda: _http_ok(f"{c.sandbox_url}/sandbox/health"))
         await self._wait(shim, lambda: _http_ok(f"{c.shim_url}/healthz"))
         await self._wait(worker, lambda: self._worker_polling(worker.process.pid))
 
