@@ -1,0 +1,22 @@
+"""`python -m bench [name ...]`: run the named benchmarks (default: all)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from bench import intake
+
+BENCHES = {"intake": intake.main}
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(BENCHES)
+    for name in names:
+        if name not in BENCHES:
+            raise SystemExit(f"unknown benchmark {name!r}; have: {', '.join(BENCHES)}")
+        asyncio.run(BENCHES[name]())
+
+
+if __name__ == "__main__":
+    main()
