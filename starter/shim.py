@@ -101,8 +101,8 @@ def create_app(settings: Settings, client: Client, registry: Registry) -> FastAP
     _install_error_handlers(app)
     _install_routes(app, settings, client, registry)
     # Outermost first: the access log sees every answer, including the guard's refusals.
-    app.add_middleware(ApiGuard, token=settings.webhook_token.get_secret_value())  # type: ignore[arg-type]
-    app.add_middleware(AccessLog)  # type: ignore[arg-type]
+    app.add_middleware(ApiGuard, token=settings.webhook_token.get_secret_value())
+    app.add_middleware(AccessLog)
     return app
 
 
@@ -338,10 +338,12 @@ async def _failure(handle: WorkflowHandle[Any, Any], state: WorkflowExecutionSta
     try:
         await handle.result(follow_runs=False)
     except WorkflowFailureError as exc:
-        cause = exc.cause
-        while getattr(cause, "cause", None) is not None:  # the root cause names the failing step or activity
-            cause = cause.cause
-        return str(cause or exc)
+        # The workflow's own failure says what failed (the step); its root cause says why (the activity's error).
+        top: BaseException = exc.cause or exc
+        root = top
+        while isinstance(getattr(root, "cause", None), BaseException):
+            root = root.cause  # type: ignore[attr-defined]
+        return str(top) if root is top or str(root) in str(top) else f"{top} (cause: {root})"
     except Exception as exc:
         return str(exc)
     return state.name.lower()
