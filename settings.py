@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
     runbooks: Path | None = None
+    # CMDB reconciliation: its config file (default starter/reconcile.yaml) and where a run keeps its scans and delta
+    # outside workflow history (shared by every worker that polls the task queue).
+    reconcile: Path | None = None
+    reconcile_state_dir: Path = Path(".changeloop/reconcile")
 
     log_level: str = "INFO"
 
