@@ -8,41 +8,14 @@ from __future__ import annotations
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.errors import servicenow_errors
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from servicenow.states import Approval, ChangeState
 from settings import Settings
-from workflows.models import Act, ChangeInput, PollQuery, PollResult, StartChangesInput, change_workflow_id
-
-CHANGE_NUMBER = SearchAttributeKey.for_keyword("ChangeNumber")
-
-
-async def start_change(client: Client, settings: Settings, change: ChangeInput) -> tuple[str, str, bool]:
-    """Start ChangeRequestWorkflow for one change. Returns (workflow id, run id, started-now)."""
-    workflow_id = change_workflow_id(change.number)
-    try:
-        handle = await client.start_workflow(
-            "ChangeRequestWorkflow",
-            change,
-            id=workflow_id,
-            task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(CHANGE_NUMBER, change.number)]),
-        )
-    except WorkflowAlreadyStartedError as exc:
-        return workflow_id, exc.run_id or "", False
-    return workflow_id, handle.result_run_id or "", True
+from starter.starts import start_change
+from workflows.models import Act, ChangeInput, PollQuery, PollResult, StartChangesInput
 
 
 class IntakeActivities:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sandbox.auth import OAuthClient
 from sandbox.faults import FaultConfig
 
-DEFAULT_USERS = {"admin": "admin", "changeloop.integration": "changeloop"}
+DEFAULT_USERS = {"admin": "admin", "changeloop.integration": "sn-integration-pw"}
 
 
 class SandboxConfig(BaseModel):

@@ -174,7 +174,7 @@ def sandbox(
     token = webhook_token or (settings.webhook_token.get_secret_value() if settings.webhook_token else None)
     if db != ":memory:":
         Path(db).parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"sandbox ServiceNow on http://{host}:{port} (admin/admin, changeloop.integration/changeloop)")
+    console.print(f"sandbox ServiceNow on http://{host}:{port} (admin/admin, changeloop.integration/sn-integration-pw)")
     serve(SandboxConfig(host=host, port=port, db_path=db, webhook_url=webhook_url, webhook_token=token))
 
 

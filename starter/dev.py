@@ -30,7 +30,7 @@ from temporalio.client import Client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SEARCH_ATTRIBUTES = {"ChangeNumber": "Keyword", "CmdbCi": "KeywordList", "Runbook": "Keyword", "TicketState": "Keyword"}
-INTEGRATION_USER = ("changeloop.integration", "changeloop")
+INTEGRATION_USER = ("changeloop.integration", "sn-integration-pw")
 ADMIN_USER = ("admin", "admin")
 START_TIMEOUT = 60.0
 

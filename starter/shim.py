@@ -24,7 +24,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -47,7 +46,11 @@ from starter.shim_models import (
     ServiceNowApproval,
     Started,
 )
+from starter.starts import start_change
+from workflows import search_attributes
 from workflows.models import (
+    GATE_EMPTY_APPROVER,
+    GATE_UNKNOWN_APPROVER,
     QUERY_STATUS,
     SIGNAL_APPROVE,
     SIGNAL_REJECT,
@@ -61,10 +64,7 @@ from workflows.models import (
     flow_workflow_id,
 )
 
-CHANGE_WORKFLOW = "ChangeRequestWorkflow"
 FLOW_WORKFLOW = "FlowRunWorkflow"
-CHANGE_NUMBER = SearchAttributeKey.for_keyword("ChangeNumber")
-RUNBOOK = SearchAttributeKey.for_keyword("Runbook")
 # A query on a workflow whose worker is down would otherwise hang the HTTP request; the answer degrades instead.
 QUERY_TIMEOUT = timedelta(seconds=3)
 # Updates wait for a worker to run the validator; past this the caller gets 504 and may retry.
@@ -152,22 +152,13 @@ def _install_routes(app: FastAPI, settings: Settings, client: Client, registry: 
     @app.post("/api/servicenow/change", status_code=202, response_model=Started, tags=["servicenow"])
     async def change_approved(change: ChangeWebhook) -> JSONResponse:
         """An approved change_request, as the Business Rule sends it: starts `change-<number>` exactly once."""
-        workflow_id = change_workflow_id(change.number)
-        try:
-            handle = await client.start_workflow(
-                CHANGE_WORKFLOW,
-                ChangeInput(number=change.number, source="webhook"),
-                id=workflow_id,
-                task_queue=settings.task_queue,
-                # The server decides duplicates: a repeat, even after the run closed, never starts a second one.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes([SearchAttributePair(CHANGE_NUMBER, change.number)]),
-            )
-        except WorkflowAlreadyStartedError as exc:
-            return _answer(await _existing(client, settings, workflow_id, exc.run_id), 202)
-        log.info("shim.change_started", number=change.number, workflow_id=workflow_id, run_id=handle.result_run_id)
-        run_id = handle.result_run_id
+        # The server decides duplicates: a repeat, even after the run closed, never starts a second one.
+        workflow_id, run_id, started = await start_change(
+            client, settings, ChangeInput(number=change.number, source="webhook")
+        )
+        if not started:
+            return _answer(await _existing(client, settings, workflow_id, run_id), 202)
+        log.info("shim.change_started", number=change.number, workflow_id=workflow_id, run_id=run_id)
         return _answer(
             Started(execution_id=workflow_id, run_id=run_id, url=settings.execution_url(workflow_id, run_id)), 202
         )
@@ -205,7 +196,7 @@ def _install_routes(app: FastAPI, settings: Settings, client: Client, registry: 
                 task_queue=settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, flow)]),
+                search_attributes=TypedSearchAttributes([SearchAttributePair(search_attributes.RUNBOOK, flow)]),
             )
         except WorkflowAlreadyStartedError as exc:
             # Only reachable with a caller key: the key is the caller's idempotency token.
@@ -373,10 +364,9 @@ def _refusal(exc: WorkflowUpdateFailedError) -> ShimError:
     approver is the caller's input (422), a gate that is not open is the execution's state (409)."""
     cause = exc.cause
     message = str(cause) if cause else str(exc)
-    kind = cause.type if isinstance(cause, ApplicationError) and cause.type else ""
-    text = f"{kind} {message}".lower()
-    if "not an approver" in text:
+    kind = cause.type if isinstance(cause, ApplicationError) else None
+    if kind == GATE_UNKNOWN_APPROVER:
         return ShimError(403, "Forbidden", message)
-    if "approver" in text:
+    if kind == GATE_EMPTY_APPROVER:
         return ShimError(422, "Invalid request", message)
     return ShimError(409, "Conflict", message)

@@ -34,7 +34,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
 ]
 
 WEBHOOK_TOKEN = "test-webhook-token-7f3a"
-INTEGRATION_USER = ("changeloop.integration", "changeloop")
+INTEGRATION_USER = ("changeloop.integration", "sn-integration-pw")
 ADMIN_USER = ("admin", "admin")
 OAUTH_CLIENT = ("changeloop", "changeloop-secret")
 

@@ -18,6 +18,9 @@ with workflow.unsafe.imports_passed_through():
     from servicenow.states import ChangeState, CloseCode
     from workflows import search_attributes as sa
     from workflows.models import (
+        GATE_EMPTY_APPROVER,
+        GATE_NOT_OPEN,
+        GATE_UNKNOWN_APPROVER,
         QUERY_STATUS,
         SIGNAL_APPROVE,
         SIGNAL_REJECT,
@@ -97,7 +100,7 @@ class ChangeRequestWorkflow:
         # A signal cannot answer, so a refused one is only logged; callers who need an answer use `decide`.
         problem = self._gate_problem(decision, allow_early=True)
         if problem:
-            workflow.logger.warning("ignored %s signal: %s", decision.decision.value, problem)
+            workflow.logger.warning("ignored %s signal: %s", decision.decision.value, problem[1])
             return
         self._decision = decision
 
@@ -111,18 +114,19 @@ class ChangeRequestWorkflow:
     def _validate_decide(self, decision: DecideInput) -> None:
         problem = self._gate_problem(decision, allow_early=False)
         if problem:
-            raise ValueError(problem)
+            # The type tells callers whose fault it is (the shim maps it to 422 / 403 / 409).
+            raise ApplicationError(problem[1], type=problem[0], non_retryable=True)
 
-    def _gate_problem(self, decision: DecideInput, *, allow_early: bool) -> str:
+    def _gate_problem(self, decision: DecideInput, *, allow_early: bool) -> tuple[str, str] | None:
         if not decision.approver.strip():
-            return "approver must not be empty"
+            return GATE_EMPTY_APPROVER, "approver must not be empty"
         gate = self._status.gate.status
         open_states = {GateStatus.WAITING, GateStatus.PENDING} if allow_early else {GateStatus.WAITING}
         if gate not in open_states or self._decision is not None:
-            return f"no approval gate is open for {self._status.number} (gate: {gate.value})"
+            return GATE_NOT_OPEN, f"no approval gate is open for {self._status.number} (gate: {gate.value})"
         if self._runbook and self._runbook.approvers and decision.approver not in self._runbook.approvers:
-            return f"{decision.approver!r} is not an approver of runbook {self._runbook.name!r}"
-        return ""
+            return GATE_UNKNOWN_APPROVER, f"{decision.approver!r} is not an approver of runbook {self._runbook.name!r}"
+        return None
 
     # -- the run -----------------------------------------------------------------------------------------------------
     @workflow.run

@@ -33,6 +33,11 @@ UPDATE_DECIDE = "decide"
 QUERY_STATUS = "status"
 SIGNAL_STEP_PROGRESS = "step_progress"
 
+# Error types of a refused `decide` update.
+GATE_EMPTY_APPROVER = "EmptyApprover"
+GATE_UNKNOWN_APPROVER = "NotAnApprover"
+GATE_NOT_OPEN = "GateNotOpen"
+
 
 def change_workflow_id(number: str) -> str:
     return f"change-{number}"

@@ -136,7 +136,9 @@ async def test_a_create_that_times_out_after_the_write_is_not_repeated_and_is_fo
     await sandbox_control.set_faults(
         rules=[{"method": "POST", "table": "incident", "count": 1, "mode": "timeout_after_write", "hang_seconds": 2}]
     )
-    async with ServiceNowClient(sandbox_url, BasicAuth("changeloop.integration", "changeloop"), timeout=0.5) as client:
+    async with ServiceNowClient(
+        sandbox_url, BasicAuth("changeloop.integration", "sn-integration-pw"), timeout=0.5
+    ) as client:
         with pytest.raises(TransportError):
             await client.create("incident", {"short_description": f"{scope_id} timeout", "correlation_id": scope_id})
         found = await client.list("incident", Query().eq("correlation_id", scope_id))
@@ -152,7 +154,7 @@ def _closed_port() -> int:
 
 async def test_an_unreachable_instance_is_a_transport_error():
     url = f"http://127.0.0.1:{_closed_port()}"
-    async with ServiceNowClient(url, BasicAuth("changeloop.integration", "changeloop"), max_retries=1) as client:
+    async with ServiceNowClient(url, BasicAuth("changeloop.integration", "sn-integration-pw"), max_retries=1) as client:
         with pytest.raises(TransportError, match="ConnectError") as raised:
             await client.get("incident", "0" * 32)
         assert client.calls == {"transport_error": 2}  # a read is retried once, then given up

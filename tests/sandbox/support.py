@@ -13,7 +13,7 @@ import httpx
 
 T = TypeVar("T")
 
-INTEGRATION = ("changeloop.integration", "changeloop")
+INTEGRATION = ("changeloop.integration", "sn-integration-pw")
 OAUTH_CLIENT = ("changeloop", "changeloop-secret")
 
 

@@ -98,7 +98,7 @@ async def main() -> None:
             task_queue="record",
             servicenow_url=sandbox.url,
             servicenow_username="changeloop.integration",
-            servicenow_password=SecretStr("changeloop"),
+            servicenow_password=SecretStr("sn-integration-pw"),
             webhook_token=SecretStr("record-token"),
         )
         async with ServiceNowClient.from_settings(settings) as sn:
