@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         runbook_workflow_id,
     )
     from workflows.runbook import failure_message
+    from workflows.wave_models import wave_workflow_id
 
 SERVICENOW_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -182,7 +183,7 @@ class ChangeRequestWorkflow:
                     change_sys_id=ticket.sys_id,
                     report_to=workflow.info().workflow_id,
                 ),
-                id=runbook_workflow_id(ticket.number),
+                id=self._child_id(runbook, ticket.number),
                 result_type=RunbookResult,
                 execution_timeout=runbook.timeout,
             )
@@ -285,16 +286,21 @@ class ChangeRequestWorkflow:
     async def _close_succeeded(
         self, ticket: ChangeTicket, runbook: Runbook, url: str, result: RunbookResult
     ) -> ChangeResult:
-        lines = [f"Runbook '{runbook.name}' completed: {len(result.steps)} step(s) succeeded."]
-        lines += [f"- {s.name} ({self._seconds(s):.1f} s)" for s in result.steps]
+        if result.summary:
+            lines = [result.summary]
+        else:
+            lines = [f"Runbook '{runbook.name}' completed: {len(result.steps)} step(s) succeeded."]
+            lines += [f"- {s.name} ({self._seconds(s):.1f} s)" for s in result.steps]
         lines.append(f"Execution: {url}")
         notes = "\n".join(lines)
-        await self._close(ticket, CloseCode.SUCCESSFUL, notes)
+        # A wave with hosts rolled back still succeeded, with issues: the runbook says so through close_code.
+        code = CloseCode(result.close_code) if result.close_code else CloseCode.SUCCESSFUL
+        await self._close(ticket, code, notes)
         return self._finish(
             ChangeResult(
                 number=ticket.number,
                 outcome=ChangeOutcome.SUCCESSFUL,
-                close_code=CloseCode.SUCCESSFUL.value,
+                close_code=code.value,
                 close_notes=notes,
                 runbook=runbook.name,
                 steps=result.steps,
@@ -328,6 +334,11 @@ class ChangeRequestWorkflow:
             type="RunbookFailed",
             non_retryable=True,
         )
+
+    @staticmethod
+    def _child_id(runbook: Runbook, number: str) -> str:
+        # DESIGN.md §4: a patch wave is `wave-<number>`, whatever runs it; other runbooks keep `runbook-<number>`.
+        return wave_workflow_id(number) if runbook.workflow == "PatchWaveWorkflow" else runbook_workflow_id(number)
 
     @staticmethod
     def _seconds(step: StepRecord) -> float:

@@ -201,6 +201,9 @@ class RunbookResult(BaseModel):
     failed_step: str = ""
     error: str = ""
     output: dict[str, str] = {}
+    # A runbook that knows better than "all steps passed" (a patch wave) sets these; the change closes with them.
+    close_code: str = ""  # successful | successful_issues; empty = successful
+    summary: str = ""  # replaces the step list in close_notes
 
 
 class ChangeOutcome(StrEnum):
