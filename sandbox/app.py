@@ -9,6 +9,7 @@ from sandbox.auth import Authenticator
 from sandbox.config import SandboxConfig
 from sandbox.errors import ApiError, api_error_handler, http_error_handler
 from sandbox.faults import FaultInjector
+from sandbox.fleet import router as fleet_router
 from sandbox.instance import Instance
 from sandbox.outbound import WebhookEmitter
 from sandbox.routes_control import router as control_router
@@ -41,4 +42,5 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     app.include_router(table_router)
     app.include_router(oauth_router)
     app.include_router(control_router)
+    app.include_router(fleet_router)  # the simulated hosts: /fleet/*, no auth, outside /api/now
     return app

@@ -87,6 +87,8 @@ class SkippedCi(BaseModel):
 class PlanInput(BaseModel):
     change_sys_id: str = ""
     application: str = ""
+    relationship_types: list[str] = []
+    ci_classes: list[str] = []
 
 
 class WavePlan(BaseModel):

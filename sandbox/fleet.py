@@ -1,0 +1,309 @@
+"""`/fleet/*`: a simulated fleet of hosts, the `http` host driver's target in dev and tests.
+
+The fleet is what the CMDB lists, alive: every server CI (cmdb_ci_server and its subclasses) that is not retired
+(install_status 7) or absent (100), plus seed.yaml's `fleet.unlisted` hosts (alive but missing from the CMDB) and
+minus `fleet.gone` (in the CMDB but not alive) - the drift that reconciliation finds. Each host has a package
+level, snapshots, service health, per-host faults and call counters.
+
+Host agent API (what activities/hosts.py HttpOperator calls):
+  POST /fleet/hosts/{name}/snapshots {"label"}       -> {"snapshot_id","created","level"}   (same label: same snapshot)
+  POST /fleet/hosts/{name}/patch {"level"}           -> {"changed","level","previous_level","message"}; 422 patch fault
+  GET  /fleet/hosts/{name}/health                    -> {"healthy","level","services"}
+  POST /fleet/hosts/{name}/rollback {"snapshot_id"}  -> {"level","message"}; 404 unknown snapshot
+  POST /fleet/hosts/{name}/actions {"action","args"} -> {"output"}
+An unreachable host answers 504 to all of these; a slow one answers late.
+Control (tests, bench, demo): GET /fleet/hosts (live inventory), GET /fleet/hosts/{name} (state + counters),
+PUT /fleet/hosts/{name}/faults, GET|PUT /fleet/config, POST /fleet/reset. No auth, like /sandbox/*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from sandbox.instance import Instance
+from sandbox.seed import read_seed
+from sandbox.state import SandboxState
+
+router = APIRouter(prefix="/fleet")
+
+NOT_LIVE = {"7", "100"}  # retired, absent
+INVENTORY_FIELDS = (
+    "name",
+    "ip_address",
+    "fqdn",
+    "os",
+    "os_version",
+    "serial_number",
+    "object_id",
+    "sys_class_name",
+    "u_site",
+)
+SERVICES = ("sshd", "app")
+
+
+class FleetConfig(BaseModel):
+    baseline_level: str = "2025.01"  # every host's level after a reset
+    latest_level: str = "2025.06"  # what patching to "latest" installs
+    op_seconds: float = Field(default=0.0, ge=0)  # fixed duration of every host operation (bench, slow demos)
+
+
+class HostFaults(BaseModel):
+    patch_fails: bool = False
+    unhealthy_after_patch: bool = False  # health check fails while the host is above its baseline level
+    unreachable: bool = False
+    slow_seconds: float = Field(default=0.0, ge=0)
+
+
+class Counters(BaseModel):
+    snapshot_calls: int = 0
+    patch_calls: int = 0
+    patches_applied: int = 0
+    health_calls: int = 0
+    rollback_calls: int = 0
+    action_calls: int = 0
+
+
+@dataclass
+class Host:
+    inventory: dict[str, str]
+    level: str
+    baseline: str
+    faults: HostFaults = field(default_factory=HostFaults)
+    counters: Counters = field(default_factory=Counters)
+    snapshots: dict[str, dict[str, str]] = field(default_factory=dict)  # label -> {snapshot_id, level}
+    # One package transaction at a time, like dpkg's lock: a retried patch waits, then finds the level reached.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.inventory["name"]
+
+    def healthy(self) -> bool:
+        return not (self.faults.unhealthy_after_patch and self.level != self.baseline)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            **self.inventory,
+            "patch_level": self.level,
+            "baseline_level": self.baseline,
+            "healthy": self.healthy(),
+            "faults": self.faults.model_dump(),
+            "counters": self.counters.model_dump(),
+            "snapshots": list(self.snapshots.values()),
+        }
+
+
+class Fleet:
+    """Host state, created lazily from the live CMDB; reset puts every host back to its baseline."""
+
+    def __init__(self, instance: Instance, seed_section: dict[str, Any]) -> None:
+        self.instance = instance
+        self.unlisted: list[dict[str, Any]] = list(seed_section.get("unlisted") or [])
+        self.gone: set[str] = set(seed_section.get("gone") or [])
+        self.config = FleetConfig()
+        self.hosts: dict[str, Host] = {}
+        self._known: dict[str, dict[str, str]] = {}
+        self._ids = itertools.count(1)
+
+    def inventory(self) -> dict[str, dict[str, str]]:
+        """Name -> inventory record of every live host, read from the CMDB now."""
+        live: dict[str, dict[str, str]] = {}
+        for record in self.instance.store.rows("cmdb_ci_server"):
+            name = record.get("name", "")
+            if name and name not in self.gone and record.get("install_status", "") not in NOT_LIVE:
+                live[name] = {key: record.get(key, "") for key in INVENTORY_FIELDS}
+        for extra in self.unlisted:
+            record = {key: str(extra.get(key, "")) for key in INVENTORY_FIELDS}
+            record["sys_class_name"] = record["sys_class_name"] or "cmdb_ci_linux_server"
+            live[record["name"]] = record
+        return live
+
+    def host(self, name: str) -> Host | None:
+        if name not in self.hosts:
+            # Read the CMDB again only for a name not seen yet: a bench asks for 10,000 hosts one by one.
+            if name not in self._known:
+                self._known = self.inventory()
+            inventory = self._known.get(name)
+            if inventory is None:
+                return None
+            level = str(next((u.get("patch_level") for u in self.unlisted if u.get("name") == name), "") or "")
+            level = level or self.config.baseline_level
+            self.hosts[name] = Host(inventory, level, level)
+        return self.hosts[name]
+
+    def reset(self) -> None:
+        self.hosts.clear()
+        self._known = {}
+        self.config = FleetConfig()
+
+    def next_snapshot_id(self, host: str) -> str:
+        return f"snap-{host}-{next(self._ids)}"
+
+
+def _fleet(request: Request) -> Fleet:
+    app = request.app
+    fleet: Fleet | None = getattr(app.state, "fleet", None)
+    if fleet is None:
+        state: SandboxState = app.state.sandbox
+        section = (read_seed(state.config.seed_file).get("fleet") or {}) if state.config.seed else {}
+        fleet = app.state.fleet = Fleet(state.instance, section)
+    return fleet
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "detail": ""}, "status": "failure"}, status_code=status)
+
+
+async def _reach(fleet: Fleet, name: str, op: str) -> Host | JSONResponse:
+    """The host, after the operation's simulated duration; or the error a caller would see."""
+    host = fleet.host(name)
+    if host is None:
+        return _error(404, f"no host {name!r} in the fleet")
+    await asyncio.sleep(fleet.config.op_seconds + host.faults.slow_seconds)
+    if host.faults.unreachable:
+        return _error(504, f"{name}: {op}: host unreachable (connection timed out)")
+    return host
+
+
+# -- inventory and control -----------------------------------------------------------------------------------------
+@router.get("/hosts")
+async def list_hosts(request: Request) -> list[dict[str, str]]:
+    return list(_fleet(request).inventory().values())
+
+
+@router.get("/hosts/{name}", response_model=None)
+async def get_host(request: Request, name: str) -> dict[str, Any] | JSONResponse:
+    host = _fleet(request).host(name)
+    return host.view() if host else _error(404, f"no host {name!r} in the fleet")
+
+
+@router.put("/hosts/{name}/faults", response_model=None)
+async def put_faults(request: Request, name: str, faults: HostFaults) -> dict[str, Any] | JSONResponse:
+    host = _fleet(request).host(name)
+    if host is None:
+        return _error(404, f"no host {name!r} in the fleet")
+    host.faults = faults
+    return host.view()
+
+
+@router.get("/config")
+async def get_config(request: Request) -> FleetConfig:
+    return _fleet(request).config
+
+
+@router.put("/config")
+async def put_config(request: Request, config: FleetConfig) -> FleetConfig:
+    fleet = _fleet(request)
+    fleet.config = config
+    return config
+
+
+@router.post("/reset")
+async def reset(request: Request) -> dict[str, Any]:
+    """Every host back to the baseline level, no snapshots, faults or counts; config back to defaults."""
+    fleet = _fleet(request)
+    fleet.reset()
+    return {"status": "ok", "hosts": len(fleet.inventory())}
+
+
+# -- the host agent ------------------------------------------------------------------------------------------------
+class SnapshotBody(BaseModel):
+    label: str
+
+
+class PatchBody(BaseModel):
+    level: str = "latest"
+
+
+class RollbackBody(BaseModel):
+    snapshot_id: str
+
+
+class ActionBody(BaseModel):
+    action: str
+    args: dict[str, str] = {}
+
+
+@router.post("/hosts/{name}/snapshots", response_model=None)
+async def snapshot(request: Request, name: str, body: SnapshotBody) -> dict[str, Any] | JSONResponse:
+    fleet = _fleet(request)
+    if (found := fleet.host(name)) is not None:
+        found.counters.snapshot_calls += 1
+    host = await _reach(fleet, name, "snapshot")
+    if isinstance(host, JSONResponse):
+        return host
+    existing = host.snapshots.get(body.label)
+    if existing is not None:
+        return {**existing, "created": False}
+    taken = {"snapshot_id": fleet.next_snapshot_id(name), "label": body.label, "level": host.level}
+    host.snapshots[body.label] = taken
+    return {**taken, "created": True}
+
+
+@router.post("/hosts/{name}/patch", response_model=None)
+async def patch(request: Request, name: str, body: PatchBody) -> dict[str, Any] | JSONResponse:
+    fleet = _fleet(request)
+    found = fleet.host(name)
+    if found is None:
+        return _error(404, f"no host {name!r} in the fleet")
+    found.counters.patch_calls += 1
+    target = fleet.config.latest_level if body.level == "latest" else body.level
+    async with found.lock:
+        host = await _reach(fleet, name, "patch")
+        if isinstance(host, JSONResponse):
+            return host
+        if host.faults.patch_fails:
+            return _error(422, f"{name}: package transaction failed: dpkg: error processing package libssl3")
+        if host.level == target:
+            return {"changed": False, "level": target, "previous_level": target, "message": f"already at {target}"}
+        previous, host.level = host.level, target
+        host.counters.patches_applied += 1
+        return {"changed": True, "level": target, "previous_level": previous, "message": f"{previous} -> {target}"}
+
+
+@router.get("/hosts/{name}/health", response_model=None)
+async def health(request: Request, name: str) -> dict[str, Any] | JSONResponse:
+    fleet = _fleet(request)
+    if (found := fleet.host(name)) is not None:
+        found.counters.health_calls += 1
+    host = await _reach(fleet, name, "health")
+    if isinstance(host, JSONResponse):
+        return host
+    healthy = host.healthy()
+    services = {service: "running" for service in SERVICES} | ({} if healthy else {"app": "failed"})
+    return {"healthy": healthy, "level": host.level, "services": services}
+
+
+@router.post("/hosts/{name}/rollback", response_model=None)
+async def rollback(request: Request, name: str, body: RollbackBody) -> dict[str, Any] | JSONResponse:
+    fleet = _fleet(request)
+    if (found := fleet.host(name)) is not None:
+        found.counters.rollback_calls += 1
+    host = await _reach(fleet, name, "rollback")
+    if isinstance(host, JSONResponse):
+        return host
+    taken = next((s for s in host.snapshots.values() if s["snapshot_id"] == body.snapshot_id), None)
+    if taken is None:
+        return _error(404, f"{name}: no snapshot {body.snapshot_id!r}")
+    async with host.lock:
+        previous, host.level = host.level, taken["level"]
+    return {"level": host.level, "message": f"restored {body.snapshot_id}: {previous} -> {host.level}"}
+
+
+@router.post("/hosts/{name}/actions", response_model=None)
+async def action(request: Request, name: str, body: ActionBody) -> dict[str, Any] | JSONResponse:
+    fleet = _fleet(request)
+    if (found := fleet.host(name)) is not None:
+        found.counters.action_calls += 1
+    host = await _reach(fleet, name, body.action)
+    if isinstance(host, JSONResponse):
+        return host
+    args = " ".join(f"{key}={value}" for key, value in sorted(body.args.items()))
+    return {"output": f"{name}: {body.action} {args}".strip() + ": ok"}
