@@ -17,6 +17,7 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.callbacks import CallbackActivities
 from activities.intake import IntakeActivities
+from activities.reconcile import activities as reconcile_activities
 from activities.registry import RegistryActivities
 from activities.steps import run_step
 from activities.tickets import TicketActivities
@@ -28,9 +29,16 @@ from starter.temporal import connect
 from workflows.change import ChangeRequestWorkflow
 from workflows.flow import FlowRunWorkflow
 from workflows.poll import ChangePollWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.runbook import RunbookWorkflow
 
-WORKFLOWS: Sequence[type] = (ChangeRequestWorkflow, RunbookWorkflow, FlowRunWorkflow, ChangePollWorkflow)
+WORKFLOWS: Sequence[type] = (
+    ChangeRequestWorkflow,
+    RunbookWorkflow,
+    FlowRunWorkflow,
+    ChangePollWorkflow,
+    ReconcileWorkflow,
+)
 
 
 def activities_for(client: Client, settings: Settings, registry: Registry, sn: ServiceNowClient) -> list[Any]:
@@ -49,6 +57,7 @@ def activities_for(client: Client, settings: Settings, registry: Registry, sn: S
         intake.start_change_workflows,
         callbacks.post_callback,
         run_step,
+        *reconcile_activities(sn, settings),
     ]
 
 

@@ -1,0 +1,305 @@
+"""Reconciliation activities: scan, pull, diff (all outside history), then apply the delta batch by batch.
+
+Every write is safe to retry: a CI is looked up by its key before it is created, and an incident by its
+correlation_id (`drift-<ci sys_id>`) among open incidents before another is opened. A request the instance refuses
+for good (400/403/404) fails that one item, named in the outcome, not the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import drift, inventory
+from activities.cmdb import Router
+from activities.errors import servicenow_errors
+from activities.reconcile_store import RunStore, run_key
+from servicenow.client import ServiceNowClient
+from servicenow.models import ConfigurationItem
+from servicenow.query import Query
+from servicenow.states import IncidentState
+from settings import Settings
+from workflows.reconcile_models import (
+    ApplyRequest,
+    BatchOutcome,
+    Created,
+    DeltaBatch,
+    DiffReport,
+    DiffRequest,
+    DriftedCi,
+    DriftMode,
+    MissingCi,
+    NewCi,
+    Opened,
+    PullReport,
+    PullRequest,
+    ReconcileAct,
+    ReconcileConfig,
+    ReconcileSummary,
+    ScanReport,
+    ScanRequest,
+)
+
+CLOSED_INCIDENT = [IncidentState.RESOLVED.value, IncidentState.CLOSED.value, IncidentState.CANCELED.value]
+
+
+@asynccontextmanager
+async def heartbeating(every: float = 5.0) -> AsyncIterator[None]:
+    """Heartbeat while a long step runs, so a lost worker is noticed within the heartbeat timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+class ReconcileActivities:
+    def __init__(self, sn: ServiceNowClient, settings: Settings) -> None:
+        self.sn = sn
+        self.settings = settings
+
+    def _store(self) -> RunStore:
+        info = activity.info()
+        return RunStore(self.settings.reconcile_state_dir, run_key(info.workflow_id or "", info.workflow_run_id or ""))
+
+    # -- outside history -------------------------------------------------------------------------------------------
+    @activity.defn(name=ReconcileAct.SCAN_SOURCE)
+    async def scan_source(self, request: ScanRequest) -> ScanReport:
+        source = request.source
+        try:
+            async with heartbeating():
+                records = await inventory.scan(source)
+        except inventory.SourceError as exc:
+            raise ApplicationError(
+                str(exc),
+                type="SourceMisconfigured" if exc.misconfigured else "SourceScanFailed",
+                non_retryable=exc.misconfigured,
+            ) from exc
+        count = await asyncio.to_thread(self._store().save_scan, source.name, records)
+        return ScanReport(source=source.name, kind=source.kind, ok=True, records=count)
+
+    @activity.defn(name=ReconcileAct.PULL_CMDB)
+    async def pull_cmdb(self, request: PullRequest) -> PullReport:
+        scope = request.scope
+        query = Query().in_("sys_class_name", scope.classes)
+        if scope.name_prefix:
+            query = query.startswith("name", scope.name_prefix)
+        fields = sorted(set(drift.CMDB_FIELDS) | set(request.key_fields))
+        cis: list[dict[str, Any]] = []
+        async with servicenow_errors():
+            async for page in self.sn.iter_pages(
+                "cmdb_ci",
+                query.order_by("sys_id"),
+                fields=fields,
+                exclude_reference_link=True,
+                page_size=scope.page_size,
+            ):
+                cis.extend(page.records)
+                activity.heartbeat(len(cis))
+        by_class: dict[str, int] = {}
+        for ci in cis:
+            by_class[str(ci.get("sys_class_name", ""))] = by_class.get(str(ci.get("sys_class_name", "")), 0) + 1
+        await asyncio.to_thread(self._store().save_cmdb, cis)
+        return PullReport(cis=len(cis), by_class=by_class)
+
+    @activity.defn(name=ReconcileAct.DIFF)
+    async def diff(self, request: DiffRequest) -> DiffReport:
+        store = self._store()
+
+        def compute() -> DiffReport:
+            delta = drift.diff(request.config, request.scans, store.cmdb(), store.scan)
+            found = drift.batches(delta, request.config.batch_bytes)
+            store.save_batches(found)
+            delta.report.batches = len(found)
+            return delta.report
+
+        async with heartbeating():
+            return await asyncio.to_thread(compute)  # CPU-bound on 100k rows: keep the loop free to heartbeat
+
+    @activity.defn(name=ReconcileAct.LOAD_BATCH)
+    async def load_batch(self, index: int) -> DeltaBatch:
+        return await asyncio.to_thread(self._store().batch, index)
+
+    @activity.defn(name=ReconcileAct.CLEAN_UP)
+    async def clean_up(self) -> None:
+        await asyncio.to_thread(self._store().remove)
+
+    # -- writes ----------------------------------------------------------------------------------------------------
+    @activity.defn(name=ReconcileAct.APPLY_BATCH)
+    async def apply_batch(self, request: ApplyRequest) -> BatchOutcome:
+        config, batch, outcome = request.config, request.batch, BatchOutcome()
+        router = Router(self.sn, config.routing)
+        limit = asyncio.Semaphore(config.concurrency)
+
+        async def guarded(name: str, work: Awaitable[None]) -> None:
+            async with limit:
+                try:
+                    async with servicenow_errors():
+                        await work
+                except ApplicationError as exc:
+                    if not exc.non_retryable:
+                        raise  # 429 / 5xx / timeout: Temporal retries the batch; look-ups make that safe
+                    outcome.failed.append(f"{name}: {exc}")
+                activity.heartbeat()
+
+        jobs = [guarded(i.record.name, self._create(i, config, outcome)) for i in batch.new]
+        jobs += [guarded(i.name, self._open_incident(i, router, outcome)) for i in batch.missing]
+        jobs += [guarded(i.name, self._write_drift(i, config, outcome)) for i in batch.drifted]
+        await asyncio.gather(*jobs)
+        return outcome
+
+    async def _create(self, item: NewCi, config: ReconcileConfig, outcome: BatchOutcome) -> None:
+        record = item.record
+        if await self._existing_ci(item):
+            outcome.already_in_cmdb += 1
+            return
+        body = {
+            "name": record.name,
+            "ip_address": record.ip,
+            "os": record.os,
+            item.key_field: record.key,
+            "install_status": "1",
+            "discovery_source": f"{config.discovery_source}:{record.source}",
+            config.review_field: config.review_value,
+        }
+        body |= {k: v for k, v in record.attributes.items() if k in config.copy_attributes and k not in body}
+        created = await self.sn.create(record.ci_class, {k: v for k, v in body.items() if v}, fields=["sys_id"])
+        outcome.created.append(
+            Created(name=record.name, sys_id=str(created["sys_id"]), source=record.source, ci_class=record.ci_class)
+        )
+
+    async def _existing_ci(self, item: NewCi) -> bool:
+        record = item.record
+        if not record.key:
+            query = Query().eq("name", record.name).eq("sys_class_name", record.ci_class)
+            return await self.sn.first("cmdb_ci", query, fields=["sys_id"]) is not None
+        found = await self.sn.first(
+            "cmdb_ci", Query().eq(item.key_field, record.key), fields=["sys_id", item.key_field]
+        )
+        # An instance ignores a clause on a field it lacks and answers any row: trust only a row that carries the key.
+        return found is not None and str(found.get(item.key_field, "")) == record.key
+
+    async def _open_incident(self, item: MissingCi, router: Router, outcome: BatchOutcome) -> None:
+        correlation = f"drift-{item.sys_id}"
+        query = Query().eq("correlation_id", correlation).not_in("state", CLOSED_INCIDENT)
+        if await self.sn.first("incident", query, fields=["sys_id"]):
+            outcome.incidents_already_open += 1
+            return
+        routing = await router.route(
+            ConfigurationItem(
+                sys_id=item.sys_id,
+                name=item.name,
+                busines_criticality=item.busines_criticality,
+                support_group=item.support_group,
+                managed_by_group=item.managed_by_group,
+            )
+        )
+        info = activity.info()
+        url = self.settings.execution_url(info.workflow_id or "", info.workflow_run_id)
+        body = {
+            "short_description": f"CMDB drift: {item.name} ({item.ci_class}) not found in live infrastructure",
+            "description": (
+                f"The CMDB declares {item.name} ({item.ci_class}, sys_id {item.sys_id}) but none of the sources that "
+                f"cover its class saw it: {', '.join(item.sources)}.\nEither the host is gone (retire the CI) or it "
+                f"is unreachable (investigate).\nReconciliation run: {url}"
+            ),
+            "cmdb_ci": item.sys_id,
+            "impact": routing.impact,
+            "urgency": routing.urgency,
+            "assignment_group": routing.assignment_group,
+            "correlation_id": correlation,
+            "correlation_display": "changeloop",
+        }
+        created = await self.sn.create("incident", body, fields=["number"])
+        outcome.incidents.append(
+            Opened(
+                number=str(created["number"]),
+                ci=item.name,
+                source=item.sources[0],
+                ci_class=item.ci_class,
+                assignment_group=routing.assignment_group,
+            )
+        )
+
+    async def _write_drift(self, item: DriftedCi, config: ReconcileConfig, outcome: BatchOutcome) -> None:
+        if config.drift == DriftMode.UPDATE:
+            body = {ci_field: live for ci_field, (_, live) in item.changes.items()}
+        else:
+            lines = [f"{f}: CMDB {old!r}, {item.source} sees {new!r}" for f, (old, new) in item.changes.items()]
+            body = {config.note_field: "changeloop reconciliation found attribute drift:\n" + "\n".join(lines)}
+        await self.sn.update(item.ci_class, item.sys_id, body, fields=["sys_id"])
+        outcome.drift_written += 1
+
+    # -- report ----------------------------------------------------------------------------------------------------
+    @activity.defn(name=ReconcileAct.POST_SUMMARY)
+    async def post_summary(self, summary: ReconcileSummary) -> str:
+        if self.settings.slack_webhook_url is None:
+            return "not configured"
+        url = self.settings.slack_webhook_url.get_secret_value()
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.post(url, json={"text": summary_text(summary)})
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"Slack webhook: {type(exc).__name__}", type="SlackUnreachable") from exc
+        if response.status_code >= 300:
+            raise ApplicationError(
+                f"Slack webhook answered {response.status_code}",
+                type="SlackRefused",
+                non_retryable=response.status_code < 500 and response.status_code != 429,
+            )
+        return "posted"
+
+
+def summary_text(summary: ReconcileSummary) -> str:
+    """The Slack message: one line of totals, one per source and class, then samples."""
+    mode = "DRY RUN (nothing written) " if summary.dry_run else ""
+    lines = [
+        f"*CMDB reconciliation {summary.run}* {mode}",
+        f"{summary.cmdb_cis} declared CIs; created {summary.created_total} (marked for review), "
+        f"opened {summary.incidents_total} incident(s), {summary.unknown_total} unknown, "
+        f"{sum(t.drifted for t in summary.tallies)} drifted",
+    ]
+    for source in summary.sources:
+        state = f"{source.records} live" if source.ok else f"FAILED: {source.error[:200]}"
+        lines.append(f"• source {source.source} ({source.kind}): {state}")
+    for t in summary.tallies:
+        lines.append(
+            f"  {t.source} / {t.ci_class}: matched {t.matched}, new {t.new}, missing {t.missing}, "
+            f"unknown {t.unknown}, drifted {t.drifted}, created {t.created}, incidents {t.incidents}"
+        )
+    for title, names in (
+        ("created", summary.created),
+        ("incidents", summary.incidents),
+        ("unknown", summary.unknown),
+        ("drifted", summary.drifted),
+        ("failed", summary.failed),
+    ):
+        if names:
+            lines.append(f"{title}: " + ", ".join(names))
+    return "\n".join(lines)
+
+
+def activities(sn: ServiceNowClient, settings: Settings) -> list[Callable[..., Any]]:
+    """Every reconciliation activity, for worker.activities_for."""
+    acts = ReconcileActivities(sn, settings)
+    return [
+        acts.scan_source,
+        acts.pull_cmdb,
+        acts.diff,
+        acts.load_batch,
+        acts.apply_batch,
+        acts.clean_up,
+        acts.post_summary,
+    ]
