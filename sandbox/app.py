@@ -16,6 +16,7 @@ from sandbox.routes_control import router as control_router
 from sandbox.routes_oauth import router as oauth_router
 from sandbox.routes_table import router as table_router
 from sandbox.seed import load_seed
+from sandbox.slack import router as slack_router
 from sandbox.state import SandboxState
 from sandbox.store import Store
 
@@ -43,4 +44,5 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     app.include_router(oauth_router)
     app.include_router(control_router)
     app.include_router(fleet_router)  # the simulated hosts: /fleet/*, no auth, outside /api/now
+    app.include_router(slack_router)  # /sandbox/slack: captures Slack webhook posts
     return app
