@@ -16,11 +16,13 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.callbacks import CallbackActivities
+from activities.hosts import HostActivities
 from activities.intake import IntakeActivities
 from activities.reconcile import activities as reconcile_activities
 from activities.registry import RegistryActivities
 from activities.steps import run_step
 from activities.tickets import TicketActivities
+from activities.wave import WaveActivities
 from logs import configure_logging, get_logger
 from servicenow.client import ServiceNowClient
 from settings import Settings, get_settings
@@ -28,9 +30,11 @@ from starter.registry import Registry, load_registry
 from starter.temporal import connect
 from workflows.change import ChangeRequestWorkflow
 from workflows.flow import FlowRunWorkflow
+from workflows.patch_host import PatchHostWorkflow
 from workflows.poll import ChangePollWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.runbook import RunbookWorkflow
+from workflows.wave import PatchWaveWorkflow
 
 WORKFLOWS: Sequence[type] = (
     ChangeRequestWorkflow,
@@ -38,6 +42,8 @@ WORKFLOWS: Sequence[type] = (
     FlowRunWorkflow,
     ChangePollWorkflow,
     ReconcileWorkflow,
+    PatchWaveWorkflow,
+    PatchHostWorkflow,
 )
 
 
@@ -46,6 +52,8 @@ def activities_for(client: Client, settings: Settings, registry: Registry, sn: S
     intake = IntakeActivities(sn, client, settings)
     lookups = RegistryActivities(registry)
     callbacks = CallbackActivities(settings)
+    hosts = HostActivities(registry.hosts, settings)
+    wave = WaveActivities(sn, settings)
     return [
         tickets.load_change,
         tickets.begin_implementation,
@@ -58,6 +66,13 @@ def activities_for(client: Client, settings: Settings, registry: Registry, sn: S
         callbacks.post_callback,
         run_step,
         *reconcile_activities(sn, settings),
+        wave.plan_wave,
+        wave.load_wave_page,
+        hosts.host_snapshot,
+        hosts.host_patch,
+        hosts.host_health_check,
+        hosts.host_rollback,
+        hosts.host_run_action,
     ]
 
 

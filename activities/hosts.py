@@ -24,18 +24,20 @@ from temporalio.exceptions import ApplicationError
 from activities.host_config import CommandDriverConfig, HostsConfig, HttpDriverConfig
 from activities.steps import fill, step_variables
 from settings import Settings
-from workflows.wave_models import CiRef, HostOpInput, HostOpResult, WaveAct
+from workflows.wave_models import (
+    HOST_NOT_FOUND,
+    HOST_OPERATION_FAILED,
+    HOST_UNREACHABLE,
+    NO_HOST_DRIVER,
+    CiRef,
+    HostOpInput,
+    HostOpResult,
+    WaveAct,
+)
 
 HEARTBEAT_SECONDS = 1.0
 OUTPUT_TAIL = 2000
 T = TypeVar("T")
-
-# Error types: the first two are worth a retry, the others are the host's answer and retrying won't change it.
-HOST_UNREACHABLE = "HostUnreachable"
-HOST_OPERATION_FAILED = "HostOperationFailed"
-HOST_NOT_FOUND = "HostNotFound"
-NO_HOST_DRIVER = "NoHostDriver"
-NON_RETRYABLE = [HOST_OPERATION_FAILED, HOST_NOT_FOUND, NO_HOST_DRIVER, "MissingVariable", "UnsafeVariable"]
 
 
 class HostOperator(Protocol):
@@ -88,7 +90,9 @@ class HttpOperator:
         try:
             response = await heartbeating(self.http.request(method, url, json=body), f"{op} {ci.name}")
         except httpx.TransportError as exc:
-            raise ApplicationError(f"{ci.name}: {op}: {type(exc).__name__} calling {url}", type=HOST_UNREACHABLE) from exc
+            raise ApplicationError(
+                f"{ci.name}: {op}: {type(exc).__name__} calling {url}", type=HOST_UNREACHABLE
+            ) from exc
         data = _json(response)
         if response.is_success:
             return data
@@ -108,7 +112,9 @@ class HttpOperator:
     async def patch(self, ci: CiRef, level: str) -> HostOpResult:
         data = await self._call("POST", ci, "patch", {"level": level})
         return HostOpResult(
-            changed=bool(data.get("changed", True)), level=str(data.get("level", level)), message=data.get("message", "")
+            changed=bool(data.get("changed", True)),
+            level=str(data.get("level", level)),
+            message=data.get("message", ""),
         )
 
     async def health_check(self, ci: CiRef) -> HostOpResult:

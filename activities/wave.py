@@ -52,13 +52,14 @@ class WaveActivities:
         async with servicenow_errors():
             app_sys_id, app_name = await self._application(request)
             # One number for the progress bar and the failure budget; the CIs themselves come page by page.
-            total = await self.sn.count(
-                "cmdb_rel_ci", related_cis(app_sys_id, request.relationship_types, request.ci_classes)
-            )
+            related = related_cis(app_sys_id, request.relationship_types, request.ci_classes)
+            total = await self.sn.count("cmdb_rel_ci", related)
+            installed = await self.sn.count("cmdb_rel_ci", related.eq("child.install_status", INSTALLED))
         return WavePlan(
             application=app_name,
             application_sys_id=app_sys_id,
             total=total,
+            installed=installed,
             link_base=self.settings.execution_url(""),
         )
 
@@ -120,4 +121,3 @@ class WaveActivities:
             )
         activity.heartbeat(page.cursor)
         return page
-

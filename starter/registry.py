@@ -14,7 +14,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from activities.host_config import HostsConfig
 from workflows.models import Duration, Runbook
+from workflows.wave_models import WaveParams
 
 DEFAULT_REGISTRY = Path(__file__).with_name("runbooks.yaml")
 
@@ -61,6 +63,7 @@ class Registry(BaseModel):
     runbooks: dict[str, Runbook] = {}
     match: list[Match] = []
     poll: PollFilter = PollFilter()
+    hosts: HostsConfig = HostsConfig()  # which driver operates which host (activities/host_config.py)
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="before")
@@ -88,6 +91,18 @@ class Registry(BaseModel):
         for i, match in enumerate(self.match):
             if match.runbook not in self.runbooks:
                 raise ValueError(f"match[{i}] names runbook {match.runbook!r}, which is not defined under 'runbooks'")
+        return self
+
+    @model_validator(mode="after")
+    def _wave_params_are_valid(self) -> Registry:
+        # A bad max_parallel must stop the worker at start, not fail a wave half-way through a maintenance window.
+        for name, runbook in self.runbooks.items():
+            if runbook.workflow == "PatchWaveWorkflow":
+                try:
+                    WaveParams.model_validate(runbook.params)
+                except ValidationError as exc:
+                    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                    raise ValueError(f"runbook {name!r}: params: {problems}") from exc
         return self
 
     def resolve(self, template: str = "", category: str = "") -> Runbook | None:

@@ -38,6 +38,14 @@ class WaveAct:
     HOST_RUN_ACTION = "host_run_action"
 
 
+# Error types of host operations: unreachable is retried; the others are the host's answer, and a retry won't change it.
+HOST_UNREACHABLE = "HostUnreachable"
+HOST_OPERATION_FAILED = "HostOperationFailed"
+HOST_NOT_FOUND = "HostNotFound"
+NO_HOST_DRIVER = "NoHostDriver"
+HOST_NON_RETRYABLE = [HOST_OPERATION_FAILED, HOST_NOT_FOUND, NO_HOST_DRIVER, "MissingVariable", "UnsafeVariable"]
+
+
 def _comma_list(value: Any) -> Any:
     """Registry params are strings: "a, b" is a list."""
     if isinstance(value, str):
@@ -95,6 +103,7 @@ class WavePlan(BaseModel):
     application: str
     application_sys_id: str
     total: int  # related CIs of the configured classes, any install_status
+    installed: int  # of those, install_status Installed: the failure budget's denominator
     link_base: str  # execution link of workflow ID x is link_base + x (the UI base lives in the worker)
 
 

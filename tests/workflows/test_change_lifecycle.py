@@ -80,7 +80,7 @@ async def test_status_query_and_search_attributes_describe_the_change(
 async def test_unknown_template_is_noted_and_nothing_runs(
     temporal_client: Client, settings: Settings, changes: Changes
 ) -> None:
-    change = await changes.create(template="Patch Linux servers")  # the test registry has no runbook for it
+    change = await changes.create(category="Unmapped")  # no template, and no runbook for this category
     handle = await start(temporal_client, settings, change["number"])
 
     result = await handle.result()
@@ -91,7 +91,7 @@ async def test_unknown_template_is_noted_and_nothing_runs(
     assert ticket["correlation_id"] == ""
     notes = await changes.work_notes(change["sys_id"])
     assert len(notes) == 1
-    assert "no runbook for template 'Patch Linux servers'" in notes[0]
+    assert "no runbook for no template, category 'Unmapped'" in notes[0]
     history = [e async for e in handle.fetch_history_events()]
     activities = [
         e.activity_task_scheduled_event_attributes.activity_type.name
