@@ -89,6 +89,8 @@ class _Tallies:
 def _drift(record: InventoryRecord, ci: dict[str, Any]) -> dict[str, tuple[str, str]]:
     changes = {}
     for attribute, ci_field in COMPARED.items():
+        if ci_field not in ci:
+            continue  # the CI's class has no such field
         live, declared = getattr(record, attribute).strip(), str(ci.get(ci_field, "")).strip()
         if live and live.lower() != declared.lower():
             changes[ci_field] = (declared, live)

@@ -8,6 +8,7 @@ for good (400/403/404) fails that one item, named in the outcome, not the whole 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -93,26 +94,26 @@ class ReconcileActivities:
     @activity.defn(name=ReconcileAct.PULL_CMDB)
     async def pull_cmdb(self, request: PullRequest) -> PullReport:
         scope = request.scope
-        query = Query().in_("sys_class_name", scope.classes)
-        if scope.name_prefix:
-            query = query.startswith("name", scope.name_prefix)
         fields = sorted(set(drift.CMDB_FIELDS) | set(request.key_fields))
         cis: list[dict[str, Any]] = []
-        async with servicenow_errors():
-            async for page in self.sn.iter_pages(
-                "cmdb_ci",
-                query.order_by("sys_id"),
-                fields=fields,
-                exclude_reference_link=True,
-                page_size=scope.page_size,
-            ):
-                cis.extend(page.records)
-                activity.heartbeat(len(cis))
-        by_class: dict[str, int] = {}
-        for ci in cis:
-            by_class[str(ci.get("sys_class_name", ""))] = by_class.get(str(ci.get("sys_class_name", "")), 0) + 1
+        # One query per class, on the class's own table: a query on cmdb_ci answers only cmdb_ci's fields (no `os`).
+        for ci_class in dict.fromkeys(scope.classes):
+            query = Query().eq("sys_class_name", ci_class)
+            if scope.name_prefix:
+                query = query.startswith("name", scope.name_prefix)
+            async with servicenow_errors():
+                async for page in self.sn.iter_pages(
+                    ci_class,
+                    query.order_by("sys_id"),
+                    fields=fields,
+                    exclude_reference_link=True,
+                    page_size=scope.page_size,
+                ):
+                    cis.extend(page.records)
+                    activity.heartbeat(len(cis))
+        by_class = Counter(str(ci.get("sys_class_name", "")) for ci in cis)
         await asyncio.to_thread(self._store().save_cmdb, cis)
-        return PullReport(cis=len(cis), by_class=by_class)
+        return PullReport(cis=len(cis), by_class=dict(by_class))
 
     @activity.defn(name=ReconcileAct.DIFF)
     async def diff(self, request: DiffRequest) -> DiffReport:
