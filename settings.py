@@ -7,6 +7,7 @@ from this object in the worker's own process.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
     reconcile_state_dir: Path = Path(".changeloop/reconcile")
 
     log_level: str = "INFO"
+
+    # -- incidents from failed workflows (activities/incidents.py, README "Incidents") --------------------------------
+    incident_default_production: bool = True  # a workflow whose runbook does not say counts as production
+    incident_default_group: str = "Service Desk"  # assignment group when a CI has no support_group/managed_by_group
+    # busines_criticality digit -> "impact/urgency", over the default table (JSON: {"3": "3/3"})
+    incident_criticality: dict[str, str] = {}
+    incident_log_lines: int = 20  # last lines of the failing step's output in the description
+    incident_resolve_wait: timedelta = timedelta(days=30)  # how long the incident workflow waits for `resolve`
+    incident_create_timeout: timedelta = timedelta(seconds=10)  # start_to_close of the create; a hang retries
 
     # -- a real cluster or Temporal Cloud (starter/temporal.py `connect_config`) --------------------------------------
     temporal_tls: bool = False  # TLS with the system's CA roots; implied by any of the files below or an API key
