@@ -7,12 +7,15 @@ activities use them, workflows never see them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.callbacks import CallbackActivities
@@ -20,10 +23,14 @@ from activities.hosts import HostActivities
 from activities.intake import IntakeActivities
 from activities.reconcile import activities as reconcile_activities
 from activities.registry import RegistryActivities
+from activities.sites import SiteActivities
 from activities.steps import run_step
 from activities.tickets import TicketActivities
 from activities.wave import WaveActivities
 from logs import configure_logging, get_logger
+from ops.health import HealthServer
+from ops.interceptors import ChangeloopInterceptor
+from ops.metrics import CountingTransport, prometheus_runtime
 from servicenow.client import ServiceNowClient
 from settings import Settings, get_settings
 from starter.registry import Registry, load_registry
@@ -34,6 +41,7 @@ from workflows.patch_host import PatchHostWorkflow
 from workflows.poll import ChangePollWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.runbook import RunbookWorkflow
+from workflows.sites import site_slug
 from workflows.wave import PatchWaveWorkflow
 
 WORKFLOWS: Sequence[type] = (
@@ -54,6 +62,7 @@ def activities_for(client: Client, settings: Settings, registry: Registry, sn: S
     callbacks = CallbackActivities(settings)
     hosts = HostActivities(registry.hosts, settings)
     wave = WaveActivities(sn, settings)
+    sites = SiteActivities(sn, settings)
     return [
         tickets.load_change,
         tickets.begin_implementation,
@@ -64,6 +73,7 @@ def activities_for(client: Client, settings: Settings, registry: Registry, sn: S
         intake.find_approved_changes,
         intake.start_change_workflows,
         callbacks.post_callback,
+        sites.resolve_site,
         run_step,
         *reconcile_activities(sn, settings),
         wave.plan_wave,
@@ -89,11 +99,46 @@ def build_worker(
     options.setdefault("workflow_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("activity_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("max_concurrent_activities", 200)
+    # Log context and outcome counters for every workflow and activity (ops/interceptors.py), then the caller's.
+    options["interceptors"] = [ChangeloopInterceptor(), *options.get("interceptors", [])]
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=activities_for(client, settings, registry, sn),
+        **options,
+    )
+
+
+def site_activities_for(settings: Settings, registry: Registry) -> list[Any]:
+    """What a site worker runs: host operations only (runbook steps and the host operator). No workflows and no
+    ServiceNow calls: those stay central, so a site network needs no ServiceNow credentials."""
+    hosts = HostActivities(registry.hosts, settings)
+    return [
+        run_step,
+        hosts.host_snapshot,
+        hosts.host_patch,
+        hosts.host_health_check,
+        hosts.host_rollback,
+        hosts.host_run_action,
+    ]
+
+
+def site_task_queue_of(settings: Settings, site: str) -> str:
+    return f"{settings.task_queue}-{site_slug(site)}"
+
+
+def build_site_worker(client: Client, settings: Settings, registry: Registry, site: str, **options: Any) -> Worker:
+    """A worker for one site's task queue, `<task queue>-<site>` (`changeloop worker --site`)."""
+    if not site_slug(site):
+        raise ValueError(f"site {site!r} has no letters or digits to name a task queue with")
+    options.setdefault("activity_task_poller_behavior", PollerBehaviorAutoscaling())
+    options.setdefault("max_concurrent_activities", 200)
+    options["interceptors"] = [ChangeloopInterceptor(), *options.get("interceptors", [])]
+    return Worker(
+        client,
+        task_queue=site_task_queue_of(settings, site),
+        activities=site_activities_for(settings, registry),
         **options,
     )
 
@@ -104,11 +149,14 @@ async def run_worker(
     *,
     stop: asyncio.Event | None = None,
 ) -> None:
+    """The central worker, or with CHANGELOOP_SITE (`changeloop worker --site`) a site worker; with
+    CHANGELOOP_METRICS_ADDRESS a Prometheus endpoint, with CHANGELOOP_HEALTH_ADDRESS /healthz and /readyz."""
     settings = settings or get_settings()
     configure_logging(settings.secret_values(), settings.log_level)
     log = get_logger("worker")
     registry = registry or load_registry(settings.runbooks)
-    client = await connect(settings)
+    runtime = prometheus_runtime(settings.metrics_address) if settings.metrics_address else None
+    client = await connect(settings, runtime=runtime)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,19 +164,48 @@ async def run_worker(
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests) or no signals here
             pass
-    async with ServiceNowClient.from_settings(settings) as sn:
-        worker = build_worker(client, settings, registry, sn)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.site:
+            worker = build_site_worker(client, settings, registry, settings.site)
+        else:
+            meter = (runtime or Runtime.default()).metric_meter
+            sn = await stack.enter_async_context(
+                ServiceNowClient.from_settings(settings, transport=CountingTransport(meter))
+            )
+            worker = build_worker(client, settings, registry, sn)
+        if settings.health_address:
+            await stack.enter_async_context(HealthServer(settings.health_address, *_probes(client, worker)))
         log.info(
             "worker started",
-            task_queue=settings.task_queue,
+            task_queue=worker.task_queue,
+            site=settings.site,
             temporal=settings.temporal_address,
-            servicenow=settings.servicenow_url,
+            namespace=settings.temporal_namespace,
+            servicenow=None if settings.site else settings.servicenow_url,
             runbooks=registry.source,
+            metrics=settings.metrics_address,
+            health=settings.health_address,
+            encryption=settings.encryption,
             pid=os.getpid(),
         )
         async with worker:
             await stop.wait()
         log.info("worker stopped")
+
+
+def _probes(client: Client, worker: Worker) -> tuple[Any, Any]:
+    async def live() -> tuple[bool, str]:
+        running = worker.is_running and not worker.is_shutdown
+        return running, f"task queue {worker.task_queue}" if running else "worker not running"
+
+    async def ready() -> tuple[bool, str]:
+        ok, detail = await live()
+        if not ok:
+            return ok, detail
+        serving = await client.service_client.check_health(timeout=timedelta(seconds=2))
+        return serving, detail if serving else "Temporal not serving"
+
+    return live, ready
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         StepOutput,
         StepRecord,
     )
+    from workflows.sites import RESOLVE_SITE, SITE_ROUTING_PATCH, SiteQuery, SiteRoute
 
 NOTE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
@@ -47,6 +48,7 @@ class RunbookWorkflow:
         self._status = RunbookStatus(runbook=run.runbook.name, progress=Progress(total=len(run.runbook.steps)))
         self._pending_notes: list[str] = []
         self._last_flush = workflow.now() - timedelta(days=1)
+        self._route = SiteRoute()
 
     @workflow.query(name="status")
     def status(self) -> RunbookStatus:
@@ -55,6 +57,7 @@ class RunbookWorkflow:
     @workflow.run
     async def run(self, run: RunbookRun) -> RunbookResult:
         runbook = run.runbook
+        await self._resolve_site(run)
         for step in runbook.steps:
             record = await self._run_step(run, step)
             self._status.steps.append(record)
@@ -82,6 +85,18 @@ class RunbookWorkflow:
         self._status.result = result
         return result
 
+    async def _resolve_site(self, run: RunbookRun) -> None:
+        """Steps act on the run's `{host}`: they run on the task queue of that CI's site (workflows/sites.py)."""
+        host = run.variables.get("host", "")
+        if host and workflow.patched(SITE_ROUTING_PATCH):
+            self._route = await workflow.execute_activity(
+                RESOLVE_SITE,
+                SiteQuery(ci_name=host),
+                result_type=SiteRoute,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=NOTE_RETRY,
+            )
+
     async def _run_step(self, run: RunbookRun, step: Step) -> StepRecord:
         self._status.step = step.name
         started = workflow.now()
@@ -90,6 +105,7 @@ class RunbookWorkflow:
                 Act.RUN_STEP,
                 StepInput(step=step, variables=run.variables),
                 result_type=StepOutput,
+                task_queue=self._route.task_queue or None,
                 start_to_close_timeout=step.timeout,
                 heartbeat_timeout=step.heartbeat_timeout,
                 retry_policy=RetryPolicy(

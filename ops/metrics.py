@@ -1,0 +1,72 @@
+"""Metrics: the SDK's runtime metrics and changeloop's own, on one Prometheus endpoint per worker.
+
+Our counters go through the Temporal SDK's metric meter, not a second metrics library: workflow code uses
+`workflow.metric_meter()` (replay-safe - a replayed history does not count twice), everything else the runtime's
+meter. So one scrape of the worker's endpoint (CHANGELOOP_METRICS_ADDRESS, :9464 in docker-compose) returns both
+`temporal_*` (task latencies, poller counts, schedule-to-start, sticky cache ...) and the `changeloop_*` below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+from temporalio.common import MetricMeter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+CHANGES_STARTED = "changeloop_changes_started"
+CHANGES_CLOSED = "changeloop_changes_closed"
+HOSTS_PATCHED = "changeloop_hosts_patched"
+HOSTS_ROLLED_BACK = "changeloop_hosts_rolled_back"
+HOSTS_FAILED = "changeloop_hosts_failed"
+INCIDENTS_OPENED = "changeloop_incidents_opened"
+SERVICENOW_CALLS = "changeloop_servicenow_calls"
+
+# name -> (labels, meaning): the README's metrics table is this dict.
+COUNTERS: Mapping[str, tuple[str, str]] = {
+    CHANGES_STARTED: ("", "change workflows started"),
+    CHANGES_CLOSED: ("outcome", "change workflows finished: successful, unsuccessful, no_runbook, rejected, ..."),
+    HOSTS_PATCHED: ("", "hosts patched and healthy (PatchHostWorkflow outcome patched)"),
+    HOSTS_ROLLED_BACK: ("", "hosts rolled back to their snapshot after a failed patch or health check"),
+    HOSTS_FAILED: ("", "hosts that could not be patched nor rolled back: a human must look"),
+    INCIDENTS_OPENED: ("", "incidents created in ServiceNow (a POST to the incident table that succeeded)"),
+    SERVICENOW_CALLS: ("method, table, status", "ServiceNow HTTP calls by HTTP status (or transport_error)"),
+}
+
+
+def prometheus_runtime(address: str) -> Runtime:
+    """A runtime whose metrics are served at http://<address>/metrics. Fails at once if the port is taken."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+def _table(path: str) -> str:
+    # /api/now/table/change_request/<sys_id> -> change_request; /oauth_token.do -> oauth. Bounded label values.
+    parts = path.strip("/").split("/")
+    if len(parts) >= 4 and parts[:3] == ["api", "now", "table"]:
+        return parts[3]
+    return "oauth" if path.startswith("/oauth_token") else "other"
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Wraps the ServiceNow client's HTTP transport and counts every call by status: servicenow/ stays free of
+    Temporal, and retries inside the client are counted one by one (each is a real call the instance saw)."""
+
+    def __init__(self, meter: MetricMeter, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport()
+        self.calls = meter.create_counter(SERVICENOW_CALLS, "ServiceNow HTTP calls by status")
+        self.incidents = meter.create_counter(INCIDENTS_OPENED, "incidents created in ServiceNow")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        labels = {"method": request.method, "table": _table(request.url.path)}
+        try:
+            response = await self.inner.handle_async_request(request)
+        except httpx.TransportError:
+            self.calls.add(1, labels | {"status": "transport_error"})
+            raise
+        self.calls.add(1, labels | {"status": str(response.status_code)})
+        if request.method == "POST" and labels["table"] == "incident" and response.status_code == 201:
+            self.incidents.add(1)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
