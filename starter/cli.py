@@ -22,6 +22,7 @@ from rich.table import Table
 
 from logs import configure_logging
 from settings import Settings, get_settings
+from starter.cli_reconcile import app as reconcile_app
 
 app = typer.Typer(
     name="changeloop",
@@ -35,6 +36,7 @@ change_app = typer.Typer(
 )
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(change_app, name="change")
+app.add_typer(reconcile_app, name="reconcile")
 
 console = Console()
 errors = Console(stderr=True)
@@ -105,11 +107,43 @@ def demo(
 
 
 @app.command()
-def worker() -> None:
-    """Run the worker: every workflow and activity, on CHANGELOOP_TASK_QUEUE, until SIGINT/SIGTERM."""
+def worker(
+    site: str | None = typer.Option(
+        None,
+        help="Serve only this site's host operations, on <task queue>-<site> (default: CHANGELOOP_SITE; none: the "
+        "central worker with every workflow and activity).",
+        show_default=False,
+    ),
+) -> None:
+    """Run the worker: every workflow and activity on CHANGELOOP_TASK_QUEUE, or one site's host operations."""
     from worker import run_worker
 
-    _run(_run_worker(_settings(), run_worker))
+    settings = _settings()
+    if site:
+        settings = settings.model_copy(update={"site": site})
+    _run(_run_worker(settings, run_worker))
+
+
+@app.command()
+def probe(url: str = typer.Argument(..., help="e.g. http://127.0.0.1:9465/readyz")) -> None:
+    """Exit 0 when URL answers 2xx within 3 s: the container health check (the image has no curl)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            code = 0 if 200 <= answer.status < 300 else 1
+    except Exception as exc:  # 503, refused, timeout: unhealthy, and say why
+        errors.print(f"unhealthy: {exc}", highlight=False)
+        code = 1
+    _exit(code)
+
+
+@app.command()
+def keygen(key_id: str = typer.Argument(..., help="A name for the key, e.g. 2025-06")) -> None:
+    """Print a new history encryption key as `id:base64` for CHANGELOOP_ENCRYPTION_KEYS (put it first to rotate)."""
+    from ops.codec import new_key
+
+    console.print(f"{key_id}:{new_key()}", highlight=False, soft_wrap=True)
 
 
 async def _run_worker(settings: Settings, run_worker: Any) -> int:
