@@ -29,8 +29,10 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
+from starter.reconcile_config import reconcile_schedule
 from starter.registry import Registry
 from workflows.models import PollInput
+from workflows.reconcile_models import RECONCILE_SCHEDULE
 
 CHANGE_POLL = "changeloop-change-poll"
 
@@ -64,6 +66,11 @@ def _change_poll(settings: Settings, registry: Registry) -> Schedule:
 SCHEDULES: tuple[ScheduleDef, ...] = (
     ScheduleDef(
         CHANGE_POLL, "starts ChangePollWorkflow: approved standard changes in Scheduled, all pages", _change_poll
+    ),
+    ScheduleDef(
+        RECONCILE_SCHEDULE,
+        "starts ReconcileWorkflow weekly: live sources vs the CMDB (config CHANGELOOP_RECONCILE, read at apply)",
+        reconcile_schedule,
     ),
 )
 

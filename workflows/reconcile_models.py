@@ -182,7 +182,7 @@ class ReconcileConfig(BaseModel):
     batch_bytes: int = Field(default=DEFAULT_BATCH_BYTES, ge=1_000, le=200_000)
     concurrency: int = Field(default=4, ge=1, le=32)  # ServiceNow writes in flight per batch
     every: Duration = timedelta(days=7)  # the schedule
-    offset: Duration = timedelta(days=4, hours=2)  # intervals count from the epoch (a Thursday): Monday 02:00 UTC
+    offset: Duration = timedelta(hours=98)  # intervals count from the epoch (a Thursday): +4 d 2 h = Monday 02:00 UTC
 
     @model_validator(mode="after")
     def _unique_sources(self) -> ReconcileConfig:
