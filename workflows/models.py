@@ -182,6 +182,10 @@ class StepRecord(BaseModel):
     started_at: datetime
     ended_at: datetime | None = None
     detail: str = ""
+    # Of a failed step, for the incident it opens: the activity's error type and how many attempts it made (0 unknown).
+    activity: str = ""
+    error_type: str = ""
+    attempts: int = 0
 
 
 class RunbookRun(BaseModel):
@@ -223,6 +227,7 @@ class ChangeResult(BaseModel):
     steps: list[StepRecord] = []
     failed_step: str = ""
     error: str = ""
+    incident: str = ""  # the incident a failure opened (number)
 
 
 class Progress(BaseModel):
