@@ -25,6 +25,7 @@ from tests.workflows.conftest import TEST_REGISTRY, Changes, start
 from worker import build_worker
 from workflows import search_attributes
 from workflows.models import ApprovalInput, ChangeStatus, FlowRun, GateStatus, PollInput
+from workflows.reconcile_models import ReconcileConfig, ReconcileInput
 
 HISTORIES = Path(__file__).with_name("histories")
 
@@ -83,6 +84,31 @@ async def record(client: Client, settings: Settings, changes: Changes) -> None:
     await _save(poll, "change_poll")
 
 
+async def record_reconcile(client: Client, settings: Settings, sandbox_url: str) -> None:
+    """The seeded drift both ways (sandbox fleet), a failing source (unknowns) and a delta in several batches."""
+    config = ReconcileConfig.model_validate(
+        {
+            "sources": [
+                {
+                    "name": "fleet",
+                    "kind": "http",
+                    "url": f"{sandbox_url}/fleet/hosts",
+                    "key_field": "serial_number",
+                    "covers": ["cmdb_ci_linux_server"],
+                    "mapping": {"key": "serial_number", "attributes": {"os_version": "os_version"}},
+                },
+                {"name": "dc2", "kind": "command", "argv": ["false"], "covers": ["cmdb_ci_server"], "attempts": 1},
+            ],
+            "batch_bytes": 1_000,
+        }
+    )
+    handle = await client.start_workflow(
+        "ReconcileWorkflow", ReconcileInput(config=config), id="reconcile-2025-06-02", task_queue=settings.task_queue
+    )
+    await handle.result()
+    await _save(handle, "reconcile_drift_both_ways")
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     temporal = Path(sys.executable).parent / "temporal"
@@ -103,7 +129,11 @@ async def main() -> None:
         )
         async with ServiceNowClient.from_settings(settings) as sn:
             async with build_worker(env.client, settings, load_registry(TEST_REGISTRY), sn):
-                await record(env.client, settings, Changes(sn))
+                wanted = set(sys.argv[1:]) or {"change", "reconcile"}  # e.g. `… record_histories reconcile`
+                if "change" in wanted:
+                    await record(env.client, settings, Changes(sn))
+                if "reconcile" in wanted:
+                    await record_reconcile(env.client, settings, sandbox.url)
     await env.shutdown()
 
 
