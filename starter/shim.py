@@ -46,6 +46,7 @@ from starter.shim_models import (
     ServiceNowApproval,
     Started,
 )
+from starter.shim_ops import RequestMetrics, install_ops
 from starter.starts import start_change
 from workflows import search_attributes
 from workflows.models import (
@@ -100,9 +101,11 @@ def create_app(settings: Settings, client: Client, registry: Registry) -> FastAP
     )
     _install_error_handlers(app)
     _install_routes(app, settings, client, registry)
-    # Outermost first: the access log sees every answer, including the guard's refusals.
+    install_ops(app, settings, client, registry)  # /readyz, /metrics, /codec/* (starter/shim_ops.py)
+    # Outermost first: the access log and the request counters see every answer, including the guard's refusals.
     app.add_middleware(ApiGuard, token=settings.webhook_token.get_secret_value())
     app.add_middleware(AccessLog)
+    app.add_middleware(RequestMetrics)
     return app
 
 
