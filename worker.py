@@ -20,6 +20,7 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.callbacks import CallbackActivities
 from activities.hosts import HostActivities
+from activities.incidents import IncidentActivities
 from activities.intake import IntakeActivities
 from activities.reconcile import activities as reconcile_activities
 from activities.registry import RegistryActivities
@@ -37,6 +38,8 @@ from starter.registry import Registry, load_registry
 from starter.temporal import connect
 from workflows.change import ChangeRequestWorkflow
 from workflows.flow import FlowRunWorkflow
+from workflows.incident import OpenIncidentWorkflow
+from workflows.incident_interceptor import IncidentInterceptor
 from workflows.patch_host import PatchHostWorkflow
 from workflows.poll import ChangePollWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -52,7 +55,10 @@ WORKFLOWS: Sequence[type] = (
     ReconcileWorkflow,
     PatchWaveWorkflow,
     PatchHostWorkflow,
+    OpenIncidentWorkflow,
 )
+# Interceptors that change what workflows do (not only observe): the replayer needs them too.
+WORKFLOW_INTERCEPTORS: Sequence[Any] = (IncidentInterceptor(),)
 
 
 def activities_for(client: Client, settings: Settings, registry: Registry, sn: ServiceNowClient) -> list[Any]:
@@ -63,6 +69,7 @@ def activities_for(client: Client, settings: Settings, registry: Registry, sn: S
     hosts = HostActivities(registry.hosts, settings)
     wave = WaveActivities(sn, settings)
     sites = SiteActivities(sn, settings)
+    incidents = IncidentActivities(sn, settings)
     return [
         tickets.load_change,
         tickets.begin_implementation,
@@ -83,6 +90,11 @@ def activities_for(client: Client, settings: Settings, registry: Registry, sn: S
         hosts.host_health_check,
         hosts.host_rollback,
         hosts.host_run_action,
+        incidents.incident_policy,
+        incidents.incident_impact,
+        incidents.open_incident_record,
+        incidents.resolve_incident_record,
+        incidents.notify_slack,
     ]
 
 
@@ -100,7 +112,8 @@ def build_worker(
     options.setdefault("activity_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("max_concurrent_activities", 200)
     # Log context and outcome counters for every workflow and activity (ops/interceptors.py), then the caller's.
-    options["interceptors"] = [ChangeloopInterceptor(), *options.get("interceptors", [])]
+    # A failed production workflow opens its incident (workflows/incident_interceptor.py).
+    options["interceptors"] = [ChangeloopInterceptor(), *WORKFLOW_INTERCEPTORS, *options.get("interceptors", [])]
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -87,7 +87,7 @@ async def run_command(step: Step, variables: dict[str, str]) -> StepOutput:
     if process.returncode != 0:
         raise ApplicationError(
             f"step {step.name!r} exited with {process.returncode}: {output.strip()[-500:]}",
-            {"output": output, "exit_code": process.returncode},
+            {"output": output, "exit_code": process.returncode, "attempt": activity.info().attempt},
             type="StepFailed",
         )
     return StepOutput(output=output)
@@ -112,7 +112,7 @@ async def run_http(step: Step, variables: dict[str, str]) -> StepOutput:
     if response.status_code not in call.expect_status:
         raise ApplicationError(
             f"step {step.name!r}: {call.method} {url} answered {response.status_code}",
-            {"output": output, "status": response.status_code},
+            {"output": output, "status": response.status_code, "attempt": activity.info().attempt},
             type="StepFailed",
         )
     return StepOutput(output=output)

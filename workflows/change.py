@@ -17,6 +17,8 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from servicenow.states import ChangeState, CloseCode
     from workflows import search_attributes as sa
+    from workflows.incident_models import FailureReport, IncidentRef
+    from workflows.incident_path import generic_report, open_incident, step_report
     from workflows.models import (
         GATE_EMPTY_APPROVER,
         GATE_NOT_OPEN,
@@ -72,6 +74,8 @@ class ChangeRequestWorkflow:
         self._status = ChangeStatus(number=change.number, phase="loading")
         self._runbook: Runbook | None = None
         self._decision: DecideInput | None = None
+        self._ticket: ChangeTicket | None = None
+        self._incident_reported = False  # the failure path opened it already: the interceptor must not again
 
     # -- messages ----------------------------------------------------------------------------------------------------
     @workflow.query(name=QUERY_STATUS)
@@ -142,7 +146,7 @@ class ChangeRequestWorkflow:
         return result
 
     async def _run(self, change: ChangeInput) -> ChangeResult:
-        ticket = await self._activity(Act.LOAD_CHANGE, change.number, ChangeTicket)
+        ticket = self._ticket = await self._activity(Act.LOAD_CHANGE, change.number, ChangeTicket)
         self._status.ticket_state = _state_name(ticket.state)
         self._status.phase = "resolving"
         choice = await self._activity(
@@ -314,6 +318,12 @@ class ChangeRequestWorkflow:
         step = failed.name if failed else self._status.step
         message = failed.detail if failed else failure_message(error.cause or error)
         notes = f"Runbook '{runbook.name}' failed at step '{step}': {message}\nExecution: {url}"
+        # Opened before closing, so the close notes can name it (the interceptor would only see the raise).
+        incident = await self._open_incident(runbook, failed, error)
+        if incident is not None and incident.number:
+            notes += f"\nIncident: {incident.number} {incident.url}"
+        elif incident is not None:
+            notes += f"\nIncident: being opened by {incident.workflow_id}"
         await self._close(ticket, CloseCode.UNSUCCESSFUL, notes)
         self._finish(
             ChangeResult(
@@ -325,15 +335,43 @@ class ChangeRequestWorkflow:
                 steps=self._status.steps,
                 failed_step=step,
                 error=message,
+                incident=incident.number if incident else "",
             )
         )
+        named = f" (incident {incident.number})" if incident and incident.number else ""
         # The execution itself fails, so the UI, `temporal workflow list` and the incident path all see it.
         raise ApplicationError(
-            f"{ticket.number}: runbook '{runbook.name}' failed at step '{step}': {message}",
+            f"{ticket.number}: runbook '{runbook.name}' failed at step '{step}': {message}{named}",
             self._status.result.model_dump(mode="json") if self._status.result else None,
             type="RunbookFailed",
             non_retryable=True,
         )
+
+    # -- incidents ---------------------------------------------------------------------------------------------------
+    async def _open_incident(
+        self, runbook: Runbook, failed: StepRecord | None, error: ChildWorkflowError
+    ) -> IncidentRef | None:
+        self._incident_reported = True
+        return await open_incident(step_report(failed, error, **self._change_fields(runbook)))
+
+    def _change_fields(self, runbook: Runbook | None) -> dict[str, object]:
+        ticket = self._ticket
+        return {
+            "production": runbook.production if runbook else None,
+            "change_number": self._status.number,
+            "change_sys_id": ticket.sys_id if ticket else "",
+            "ci_sys_ids": [ticket.cmdb_ci] if ticket and ticket.cmdb_ci else [],
+            "ci_names": [ticket.cmdb_ci_name] if ticket and ticket.cmdb_ci_name else [],
+        }
+
+    def failure_report(self, error: BaseException) -> FailureReport | None:
+        """For the interceptor: a failure outside the runbook (a ticket write refused, ...) is reported with the
+        change's CIs; a runbook failure was reported by `_close_failed` already."""
+        if self._incident_reported:
+            return None
+        report = generic_report(error).model_copy(update=self._change_fields(self._runbook))
+        report.step = report.step or f"({self._status.phase})"
+        return report
 
     @staticmethod
     def _child_id(runbook: Runbook, number: str) -> str:

@@ -15,6 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.incident_path import error_type, root_cause, step_attempts
     from workflows.models import (
         SIGNAL_STEP_PROGRESS,
         Act,
@@ -121,6 +122,9 @@ class RunbookWorkflow:
                 started_at=started,
                 ended_at=workflow.now(),
                 detail=failure_message(error),
+                activity=error.activity_type,
+                error_type=error_type(root_cause(error)),
+                attempts=step_attempts(error, step),
             )
         return StepRecord(
             name=step.name,
