@@ -56,12 +56,13 @@ async def _reconcile(settings: Settings, path: Path | None, *, dry_run: bool, wa
 def print_summary(console: Any, summary: ReconcileSummary) -> None:
     """The summary as a terminal shows it: sources, one row per source and class, then what was done."""
     mode = " (dry run: nothing written)" if summary.dry_run else ""
-    table = Table(title=f"{summary.run}{mode}: {summary.cmdb_cis} declared CIs")
-    for column in ("source", "class", "matched", "new", "missing", "unknown", "drifted", "created", "incidents"):
+    # Fits 80 columns: no rules, classes without their common prefix.
+    table = Table(title=f"{summary.run}{mode}: {summary.cmdb_cis} declared CIs", box=None, header_style="bold")
+    for column in ("source", "class", "matched", "new", "missing", "unknown", "drift", "created", "inc."):
         table.add_column(column, justify="left" if column in ("source", "class") else "right")
     for t in summary.tallies:
         numbers = (t.matched, t.new, t.missing, t.unknown, t.drifted, t.created, t.incidents)
-        table.add_row(t.source, t.ci_class, *(str(n) for n in numbers))
+        table.add_row(t.source, t.ci_class.removeprefix("cmdb_ci_"), *(str(n) for n in numbers))
     console.print(table)
     for source in summary.sources:
         state = f"{source.records} live resources" if source.ok else f"[red]failed[/red]: {source.error}"

@@ -19,6 +19,7 @@ import httpx
 
 from servicenow.client import BasicAuth, ServiceNowClient
 from servicenow.states import ChangeState
+from starter.demo_reconcile import reconcile_scenario
 from starter.dev import ADMIN_USER, DevConfig, DevStack, print_summary, with_free_ports
 from starter.walkthrough import TicketReport, open_standard_change, schedule_preapproved, ticket_report
 
@@ -90,6 +91,7 @@ async def walkthrough(config: DevConfig, console: Any, within: float) -> TicketR
         report = await ticket_report(sn, sys_id)
     _print_report(console, report, link)
     _check(report, number, link)
+    await reconcile_scenario(config, console)  # the CMDB kept honest: starter/demo_reconcile.py
     return report
 
 
