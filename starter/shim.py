@@ -36,6 +36,7 @@ from logs import get_logger
 from settings import Settings
 from starter.registry import Registry
 from starter.shim_guard import AccessLog, ApiGuard, envelope
+from starter.shim_incidents import install_incident_routes
 from starter.shim_models import (
     ChangeWebhook,
     DecisionRequest,
@@ -101,6 +102,7 @@ def create_app(settings: Settings, client: Client, registry: Registry) -> FastAP
     )
     _install_error_handlers(app)
     _install_routes(app, settings, client, registry)
+    install_incident_routes(app, settings, client)  # POST /api/incidents/{number}/resolve
     install_ops(app, settings, client, registry)  # /readyz, /metrics, /codec/* (starter/shim_ops.py)
     # Outermost first: the access log and the request counters see every answer, including the guard's refusals.
     app.add_middleware(ApiGuard, token=settings.webhook_token.get_secret_value())
