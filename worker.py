@@ -32,6 +32,7 @@ from logs import configure_logging, get_logger
 from ops.health import HealthServer
 from ops.interceptors import ChangeloopInterceptor
 from ops.metrics import CountingTransport, prometheus_runtime
+from ops.metrics import declare as declare_counters
 from servicenow.client import ServiceNowClient
 from settings import Settings, get_settings
 from starter.registry import Registry, load_registry
@@ -114,6 +115,7 @@ def build_worker(
     # Log context and outcome counters for every workflow and activity (ops/interceptors.py), then the caller's.
     # A failed production workflow opens its incident (workflows/incident_interceptor.py).
     options["interceptors"] = [ChangeloopInterceptor(), *WORKFLOW_INTERCEPTORS, *options.get("interceptors", [])]
+    declare_counters((client.service_client.config.runtime or Runtime.default()).metric_meter)
     return Worker(
         client,
         task_queue=settings.task_queue,

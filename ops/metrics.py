@@ -70,3 +70,9 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def declare(meter: MetricMeter) -> None:
+    """Every changeloop counter at 0, so a dashboard or alert finds each name from the worker's first scrape on."""
+    for name, (_, meaning) in COUNTERS.items():
+        meter.create_counter(name, meaning).add(0)
