@@ -36,6 +36,7 @@ change_app = typer.Typer(
 )
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(change_app, name="change")
+app.add_typer(__import__("starter.cli_incident", fromlist=["incident_app"]).incident_app, name="incident")
 app.add_typer(reconcile_app, name="reconcile")
 
 console = Console()
