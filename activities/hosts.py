@@ -96,12 +96,13 @@ class HttpOperator:
         data = _json(response)
         if response.is_success:
             return data
-        message = _error_message(data) or response.text[:300]
+        # The agent's own words first: they end up in the ticket.
+        message = f"{_error_message(data) or response.text[:300]} (HTTP {response.status_code})"
         if response.status_code == 404:
-            raise ApplicationError(f"{ci.name}: {op}: {message}", type=HOST_NOT_FOUND, non_retryable=True)
+            raise ApplicationError(message, type=HOST_NOT_FOUND, non_retryable=True)
         if response.status_code >= 500 or response.status_code == 429:
-            raise ApplicationError(f"{ci.name}: {op}: {message}", type=HOST_UNREACHABLE)
-        raise ApplicationError(f"{ci.name}: {op}: {message}", type=HOST_OPERATION_FAILED, non_retryable=True)
+            raise ApplicationError(message, type=HOST_UNREACHABLE)
+        raise ApplicationError(message, type=HOST_OPERATION_FAILED, non_retryable=True)
 
     async def snapshot(self, ci: CiRef, label: str) -> HostOpResult:
         data = await self._call("POST", ci, "snapshots", {"label": label})

@@ -119,5 +119,7 @@ class WaveActivities:
                     site=_display(row, "child.location"),
                 )
             )
+        # Within a page, hosts start in name order: the canary is fleet-01, not whichever sys_id sorts first.
+        page.cis.sort(key=lambda ci: ci.name)
         activity.heartbeat(page.cursor)
         return page

@@ -12,11 +12,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import QUERY_STATUS
-    from workflows.runbook import failure_message
     from workflows.wave_models import (
         HOST_NON_RETRYABLE,
         SIGNAL_HOST_DONE,
@@ -109,6 +108,13 @@ class PatchHostWorkflow:
                 ),
             )
         except ActivityError as error:
-            raise HostStepFailed(step, failure_message(error)) from error
+            raise HostStepFailed(step, _host_words(error)) from error
         self._status.done.append(step)
         return result
+
+
+def _host_words(error: BaseException) -> str:
+    """The innermost message without its error type: it goes into the ticket, for people."""
+    while isinstance(error, ActivityError) and error.cause is not None:
+        error = error.cause
+    return error.message if isinstance(error, ApplicationError) else str(error)

@@ -8,7 +8,7 @@ outlive the run that started them - and a host half-way through a patch finishes
 
 Optional canary: the first `canary` CIs run first; if any of them is not patched, nothing else starts. Failure
 budget: once more than `failure_budget_percent` of the installed CIs failed or were rolled back, no new host
-starts. Hosts not started are reported "not attempted". Started as a change's runbook (input RunbookRun, params
+starts. Hosts not started are reported "not attempted". Started as a change's runbook (a RunbookRun, params
 in the registry) it returns close_code successful / successful_issues, or fails so the change closes unsuccessful.
 """
 
@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         Act,
         NoteInput,
         RunbookResult,
-        RunbookRun,
         StepOutcome,
         StepRecord,
     )
@@ -52,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         WavePage,
         WaveParams,
         WavePlan,
+        WaveRun,
         WaveState,
         WaveStatus,
         patch_host_workflow_id,
@@ -68,9 +68,9 @@ FAILURES = (CiState.ROLLED_BACK, CiState.FAILED)
 @workflow.defn(name="PatchWaveWorkflow")
 class PatchWaveWorkflow:
     @workflow.init
-    def __init__(self, run: RunbookRun, state: WaveState | None = None) -> None:
+    def __init__(self, run: WaveRun) -> None:
         self._run = run
-        self._state = state or WaveState()
+        self._state = run.state or WaveState()
         self._params_error = ""
         try:
             self._params = WaveParams.model_validate(run.runbook.params)
@@ -134,7 +134,7 @@ class PatchWaveWorkflow:
 
     # -- the run -----------------------------------------------------------------------------------------------------
     @workflow.run
-    async def run(self, run: RunbookRun, state: WaveState | None = None) -> RunbookResult:
+    async def run(self, run: WaveRun) -> RunbookResult:
         if self._params_error:
             raise ApplicationError(f"invalid wave params: {self._params_error}", type="InvalidWaveParams")
         if self._state.plan is None:
@@ -145,7 +145,7 @@ class PatchWaveWorkflow:
             if not self._state.exhausted:
                 # Sliding window + continue-as-new: children in flight keep running and report to the next run.
                 self._state.runs += 1
-                workflow.continue_as_new(args=[run, self._state])
+                workflow.continue_as_new(run.model_copy(update={"state": self._state}))
         self._phase = "draining"
         await self._wait(lambda: self._running == 0)
         if self._canary_pending():

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from workflows.models import Duration
+from workflows.models import Duration, RunbookRun
 
 # -- names ---------------------------------------------------------------------------------------------------------
 SIGNAL_HOST_DONE = "host_done"
@@ -251,3 +251,10 @@ class WaveStatus(BaseModel):
     run: int = 1
     counts: WaveCounts = WaveCounts()
     hosts: list[WaveHost] = []
+
+
+class WaveRun(RunbookRun):
+    """The wave's input: what a change sends any runbook workflow, plus the state that continue-as-new carries
+    (the SDK decodes typed inputs only when the argument count matches, so the state rides inside one argument)."""
+
+    state: WaveState | None = None
