@@ -17,8 +17,9 @@ SHORT_DESCRIPTION_MAX = 160
 LINE_MAX = 300
 
 _SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b((?:authorization|proxy-authorization)\s*[:=]\s*(?:bearer|basic|token)?\s*|"
-    r"(?:password|passwd|pwd|secret|client_secret|api[_-]?key|access[_-]?token|refresh[_-]?token|token)"
+    r"(?i)((?:authorization|proxy-authorization)\s*[:=]\s*(?:bearer|basic|token)?\s*|"
+    # db_password=, X-Api-Key:, "client_secret": ... - the key may carry a prefix
+    r"\b[\w.-]*(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|refresh[_-]?token|token)"
     r"[\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]+)"
 )
 _URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/\s:@]+):([^/\s@]+)@")
