@@ -13,6 +13,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.incident_models import FailureReport
+    from workflows.incident_path import step_report
     from workflows.models import (
         QUERY_STATUS,
         SIGNAL_STEP_PROGRESS,
@@ -21,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         FlowName,
         FlowRun,
         Progress,
+        Runbook,
         RunbookChoice,
         RunbookResult,
         RunbookRun,
@@ -43,6 +46,8 @@ class FlowRunWorkflow:
     @workflow.init
     def __init__(self, run: FlowRun) -> None:
         self._status = RunbookStatus(runbook=run.flow)
+        self._run = run
+        self._book: Runbook | None = None
 
     @workflow.query(name=QUERY_STATUS)
     def status(self) -> RunbookStatus:
@@ -55,6 +60,13 @@ class FlowRunWorkflow:
         if record.outcome == StepOutcome.SUCCEEDED:
             self._status.progress.done += 1
 
+    def failure_report(self, error: BaseException) -> FailureReport | None:
+        """For the incident path: the runbook's production flag, the failed step, the host the run was given."""
+        failed = next((s for s in self._status.steps if s.outcome == StepOutcome.FAILED), None)
+        host = self._run.inputs.get("host", "")
+        production = self._book.production if self._book else None
+        return step_report(failed, error, production=production, ci_names=[host] if host else [])
+
     @workflow.run
     async def run(self, run: FlowRun) -> RunbookResult:
         runbook = await workflow.execute_activity(
@@ -65,7 +77,7 @@ class FlowRunWorkflow:
         )
         if runbook.runbook is None:
             raise ApplicationError(f"unknown flow {run.flow!r}", type="UnknownFlow", non_retryable=True)
-        book = runbook.runbook
+        book = self._book = runbook.runbook
         self._status.progress = Progress(total=len(book.steps))
         try:
             result = await workflow.execute_child_workflow(

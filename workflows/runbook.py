@@ -15,7 +15,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.incident_path import error_type, root_cause, step_attempts
+    from workflows.incident_models import FailureReport
+    from workflows.incident_path import error_type, root_cause, step_attempts, step_report
     from workflows.models import (
         SIGNAL_STEP_PROGRESS,
         Act,
@@ -47,6 +48,7 @@ class RunbookWorkflow:
     @workflow.init
     def __init__(self, run: RunbookRun) -> None:
         self._status = RunbookStatus(runbook=run.runbook.name, progress=Progress(total=len(run.runbook.steps)))
+        self._run = run
         self._pending_notes: list[str] = []
         self._last_flush = workflow.now() - timedelta(days=1)
         self._route = SiteRoute()
@@ -54,6 +56,15 @@ class RunbookWorkflow:
     @workflow.query(name="status")
     def status(self) -> RunbookStatus:
         return self._status
+
+    def failure_report(self, error: BaseException) -> FailureReport | None:
+        """Only asked when this runbook runs on its own (a child's failure is its parent's to report)."""
+        failed = next((s for s in self._status.steps if s.outcome == StepOutcome.FAILED), None)
+        run = self._run
+        host = run.variables.get("host", "")
+        fields = {"production": run.runbook.production, "change_number": run.change_number}
+        fields |= {"change_sys_id": run.change_sys_id, "ci_names": [host] if host else []}
+        return step_report(failed, error, **fields)
 
     @workflow.run
     async def run(self, run: RunbookRun) -> RunbookResult:
