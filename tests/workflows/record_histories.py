@@ -7,13 +7,14 @@ with a new suffix, and every one of them must keep replaying.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import uuid
 from pathlib import Path
 
 from pydantic import SecretStr
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,6 +25,7 @@ from starter.registry import load_registry
 from tests.workflows.conftest import TEST_REGISTRY, Changes, start
 from worker import build_worker
 from workflows import search_attributes
+from workflows.incident_models import ResolveIncident, incident_workflow_id
 from workflows.models import ApprovalInput, ChangeStatus, FlowRun, GateStatus, PollInput
 from workflows.reconcile_models import ReconcileConfig, ReconcileInput
 
@@ -109,6 +111,30 @@ async def record_reconcile(client: Client, settings: Settings, sandbox_url: str)
     await _save(handle, "reconcile_drift_both_ways")
 
 
+async def record_incident(client: Client, settings: Settings, changes: Changes) -> None:
+    """A failing change that opens its incident before closing, the incident resolved by signal, and a failing flow
+    run reported by the interceptor."""
+    failing = await changes.create(category="Failing", ci="payments-api")
+    handle = await start(client, settings, failing["number"])
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    await _save(handle, "change_failed_incident_opened")
+    incident = client.get_workflow_handle(incident_workflow_id(handle.id))
+    await incident.signal("resolve", ResolveIncident(resolved_by="bob.sre", fixed_by="change-CHG0099999"))
+    await incident.result()
+    await _save(incident, "incident_resolved")
+
+    flow = await client.start_workflow(
+        "FlowRunWorkflow",
+        FlowRun(flow="failing_runbook"),
+        id=f"flow-failing_runbook-{uuid.uuid4()}",
+        task_queue=settings.task_queue,
+    )
+    with contextlib.suppress(WorkflowFailureError):
+        await flow.result()
+    await _save(flow, "flow_run_failed_incident_opened")
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     temporal = Path(sys.executable).parent / "temporal"
@@ -129,9 +155,11 @@ async def main() -> None:
         )
         async with ServiceNowClient.from_settings(settings) as sn:
             async with build_worker(env.client, settings, load_registry(TEST_REGISTRY), sn):
-                wanted = set(sys.argv[1:]) or {"change", "reconcile"}  # e.g. `… record_histories reconcile`
+                wanted = set(sys.argv[1:]) or {"change", "reconcile", "incident"}  # e.g. `… record_histories reconcile`
                 if "change" in wanted:
                     await record(env.client, settings, Changes(sn))
+                if "incident" in wanted:
+                    await record_incident(env.client, settings, Changes(sn))
                 if "reconcile" in wanted:
                     await record_reconcile(env.client, settings, sandbox.url)
     await env.shutdown()
