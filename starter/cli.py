@@ -38,6 +38,7 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(change_app, name="change")
 app.add_typer(__import__("starter.cli_incident", fromlist=["incident_app"]).incident_app, name="incident")
 app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(__import__("starter.cli_wave", fromlist=["wave_app"]).wave_app, name="wave")
 
 console = Console()
 errors = Console(stderr=True)
