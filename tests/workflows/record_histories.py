@@ -13,6 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -28,6 +29,7 @@ from workflows import search_attributes
 from workflows.incident_models import ResolveIncident, incident_workflow_id
 from workflows.models import ApprovalInput, ChangeStatus, FlowRun, GateStatus, PollInput
 from workflows.reconcile_models import ReconcileConfig, ReconcileInput
+from workflows.wave_models import patch_host_workflow_id, wave_workflow_id
 
 HISTORIES = Path(__file__).with_name("histories")
 
@@ -135,6 +137,33 @@ async def record_incident(client: Client, settings: Settings, changes: Changes) 
     await _save(flow, "flow_run_failed_incident_opened")
 
 
+async def record_wave(client: Client, settings: Settings, changes: Changes, sandbox_url: str) -> None:
+    """A paged wave (continue-as-new) with one host rolled back, and a wave stopped by its canary."""
+    async with httpx.AsyncClient(base_url=f"{sandbox_url}/fleet") as fleet:
+        await fleet.post("/reset")
+        await fleet.put("/hosts/fleet-04/faults", json={"patch_fails": True})
+        paged = await changes.create(template="Patch Linux servers", category="WavePaged", ci="fleet")
+        handle = await start(client, settings, paged["number"])
+        await handle.result()
+        await _save(handle, "change_wave_successful_issues")
+        wave_id = wave_workflow_id(paged["number"])
+        runs = sorted([w async for w in client.list_workflows(f"WorkflowId = '{wave_id}'")], key=lambda w: w.start_time)
+        await _save(client.get_workflow_handle(wave_id, run_id=runs[0].run_id), "wave_first_run_continued_as_new")
+        await _save(client.get_workflow_handle(wave_id), "wave_last_run_successful_issues")
+        number = paged["number"]
+        await _save(client.get_workflow_handle(patch_host_workflow_id(number, "fleet-04")), "patch_host_rolled_back")
+        await _save(client.get_workflow_handle(patch_host_workflow_id(number, "fleet-01")), "patch_host_patched")
+
+        await fleet.post("/reset")
+        await fleet.put("/hosts/fleet-02/faults", json={"patch_fails": True})
+        canary = await changes.create(template="Patch Linux servers", category="WaveCanary", ci="fleet")
+        handle = await start(client, settings, canary["number"])
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
+        await _save(client.get_workflow_handle(wave_workflow_id(canary["number"])), "wave_canary_failed")
+        await fleet.post("/reset")
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     temporal = Path(sys.executable).parent / "temporal"
@@ -155,13 +184,20 @@ async def main() -> None:
         )
         async with ServiceNowClient.from_settings(settings) as sn:
             async with build_worker(env.client, settings, load_registry(TEST_REGISTRY), sn):
-                wanted = set(sys.argv[1:]) or {"change", "reconcile", "incident"}  # e.g. `… record_histories reconcile`
+                wanted = set(sys.argv[1:]) or {
+                    "change",
+                    "reconcile",
+                    "incident",
+                    "wave",
+                }  # e.g. `… record_histories reconcile`
                 if "change" in wanted:
                     await record(env.client, settings, Changes(sn))
                 if "incident" in wanted:
                     await record_incident(env.client, settings, Changes(sn))
                 if "reconcile" in wanted:
                     await record_reconcile(env.client, settings, sandbox.url)
+                if "wave" in wanted:
+                    await record_wave(env.client, settings, Changes(sn), sandbox.url)
     await env.shutdown()
 
 
