@@ -53,6 +53,27 @@ class Router:
         self.sn = sn
         self.config = config or RoutingConfig()
         self._default_group: str | None = None
+        self._parents: dict[str, str] = {}  # CI sys_id -> most critical parent level, filled by prefetch
+
+    async def prefetch(self, sys_ids: list[str], chunk: int = 100) -> None:
+        """Parent criticality of many CIs in a few queries (`route` then asks nothing more for them)."""
+        if not self.config.inherit_from_parents:
+            return
+        wanted = sorted(set(sys_ids) - set(self._parents))
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start : start + chunk]
+            rels = await self.sn.list(
+                "cmdb_rel_ci", Query().in_("child", part), fields=["parent", "child"], exclude_reference_link=True
+            )
+            parents = sorted({str(r.get("parent", "")) for r in rels} - {""})
+            levels: dict[str, str] = {}
+            for first in range(0, len(parents), chunk):
+                query = Query().in_("sys_id", parents[first : first + chunk])
+                for ci in await self.sn.list("cmdb_ci", query, fields=["sys_id", "busines_criticality"]):
+                    levels[str(ci["sys_id"])] = str(ci.get("busines_criticality", ""))
+            for sys_id in part:
+                found = sorted(levels.get(str(r.get("parent")), "") for r in rels if r.get("child") == sys_id)
+                self._parents[sys_id] = next((level for level in found if level), "")
 
     async def default_group(self) -> str:
         if self._default_group is None:
@@ -64,6 +85,8 @@ class Router:
 
     async def parent_criticality(self, sys_id: str) -> str:
         """The most critical level among the CIs that depend on this one ("" when none has one)."""
+        if sys_id in self._parents:
+            return self._parents[sys_id]
         rels = await self.sn.list(
             "cmdb_rel_ci", Query().eq("child", sys_id), fields=["parent"], exclude_reference_link=True
         )

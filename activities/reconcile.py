@@ -47,6 +47,7 @@ from workflows.reconcile_models import (
     ScanRequest,
 )
 
+LOOKUP_CHUNK = 100  # values per IN clause: keeps the request URL far below instance limits
 CLOSED_INCIDENT = [IncidentState.RESOLVED.value, IncidentState.CLOSED.value, IncidentState.CANCELED.value]
 
 
@@ -155,15 +156,59 @@ class ReconcileActivities:
                     outcome.failed.append(f"{name}: {exc}")
                 activity.heartbeat()
 
-        jobs = [guarded(i.record.name, self._create(i, config, outcome)) for i in batch.new]
-        jobs += [guarded(i.name, self._open_incident(i, router, outcome)) for i in batch.missing]
+        # One query per batch (per IN chunk) instead of one per item: a real instance rate-limits the integration
+        # user, and the sandbox scans its table per query. Done at apply time, so a retried batch sees its own writes.
+        async with servicenow_errors():
+            checked, existing = await self._existing_keys(batch.new)
+            open_ids = await self._present(
+                "incident",
+                "correlation_id",
+                [f"drift-{m.sys_id}" for m in batch.missing],
+                lambda q: q.not_in("state", CLOSED_INCIDENT),
+            )
+            await router.prefetch([m.sys_id for m in batch.missing if not m.busines_criticality])
+        jobs = [guarded(i.record.name, self._create(i, config, outcome, checked, existing)) for i in batch.new]
+        jobs += [guarded(i.name, self._open_incident(i, router, outcome, open_ids)) for i in batch.missing]
         jobs += [guarded(i.name, self._write_drift(i, config, outcome)) for i in batch.drifted]
         await asyncio.gather(*jobs)
         return outcome
 
-    async def _create(self, item: NewCi, config: ReconcileConfig, outcome: BatchOutcome) -> None:
+    async def _present(
+        self, table: str, field: str, values: list[str], narrow: Callable[[Query], Query] = lambda q: q
+    ) -> set[str]:
+        """Which of `values` some record of `table` holds in `field` (values with ',' can't be in an IN list)."""
+        found: set[str] = set()
+        usable = sorted({v for v in values if v and "," not in v and "^" not in v and "\n" not in v})
+        for start in range(0, len(usable), LOOKUP_CHUNK):
+            query = narrow(Query().in_(field, usable[start : start + LOOKUP_CHUNK]))
+            async for page in self.sn.iter_pages(table, query, fields=[field], page_size=LOOKUP_CHUNK * 2):
+                found |= {str(r.get(field, "")) for r in page.records}
+        return found
+
+    async def _existing_keys(self, items: list[NewCi]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """(keys checked in bulk, keys found) as (key field, key) pairs."""
+        by_field: dict[str, list[str]] = {}
+        for item in items:
+            if item.record.key and "," not in item.record.key:
+                by_field.setdefault(item.key_field, []).append(item.record.key)
+        checked: set[tuple[str, str]] = set()
+        found: set[tuple[str, str]] = set()
+        for key_field, keys in by_field.items():
+            checked |= {(key_field, k) for k in keys}
+            found |= {(key_field, k) for k in await self._present("cmdb_ci", key_field, keys)}
+        return checked, found
+
+    async def _create(
+        self,
+        item: NewCi,
+        config: ReconcileConfig,
+        outcome: BatchOutcome,
+        checked: set[tuple[str, str]],
+        existing: set[tuple[str, str]],
+    ) -> None:
         record = item.record
-        if await self._existing_ci(item):
+        identity = (item.key_field, record.key)
+        if identity in existing or (identity not in checked and await self._existing_ci(item)):
             outcome.already_in_cmdb += 1
             return
         body = {
@@ -192,10 +237,9 @@ class ReconcileActivities:
         # An instance ignores a clause on a field it lacks and answers any row: trust only a row that carries the key.
         return found is not None and str(found.get(item.key_field, "")) == record.key
 
-    async def _open_incident(self, item: MissingCi, router: Router, outcome: BatchOutcome) -> None:
+    async def _open_incident(self, item: MissingCi, router: Router, outcome: BatchOutcome, open_ids: set[str]) -> None:
         correlation = f"drift-{item.sys_id}"
-        query = Query().eq("correlation_id", correlation).not_in("state", CLOSED_INCIDENT)
-        if await self.sn.first("incident", query, fields=["sys_id"]):
+        if correlation in open_ids:
             outcome.incidents_already_open += 1
             return
         routing = await router.route(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import intake
+from bench import intake, reconcile
 
-BENCHES = {"intake": intake.main}
+BENCHES = {"intake": intake.main, "reconcile": reconcile.main}
 
 
 def main() -> None:
