@@ -47,7 +47,12 @@ def tail(lines: list[str], count: int) -> list[str]:
 
 def description(request: IncidentRequest, impact: Impact, execution_url: str, log_lines: int) -> str:
     """Everything on-call needs to start: where to look, what failed, how, and what it touches."""
-    error = f"[{request.error_type}] " if request.error_type else ""
+    # The message may already start with its type ("StepFailed: ..."): say it once.
+    error = (
+        f"[{request.error_type}] "
+        if request.error_type and not request.error_message.startswith(request.error_type)
+        else ""
+    )
     lines = [
         f"A production {request.workflow_type or 'workflow'} run by changeloop failed.",
         "",

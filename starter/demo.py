@@ -19,6 +19,7 @@ import httpx
 
 from servicenow.client import BasicAuth, ServiceNowClient
 from servicenow.states import ChangeState
+from starter.demo_incident import incident_scenario
 from starter.demo_reconcile import reconcile_scenario
 from starter.dev import ADMIN_USER, DevConfig, DevStack, print_summary, with_free_ports
 from starter.walkthrough import TicketReport, open_standard_change, schedule_preapproved, ticket_report
@@ -57,6 +58,7 @@ async def run_demo(console: Any, *, keep: bool = False, within: float = 60.0) ->
         print_summary(stack, console)
         try:
             await walkthrough(stack.config, console, within)
+            await incident_scenario(stack.config, console, within)  # a failing runbook opens an incident
             code = 0
             console.print("[green]demo succeeded:[/green] the ticket fired the flow and the flow closed the ticket.")
         except DemoFailed as exc:

@@ -40,7 +40,7 @@ async def test_tier1_application_runbook_failure_opens_one_incident_1_1_for_its_
     for expected in (
         "Failing step: migrate schema",
         "Failing activity: run_step",
-        "[StepFailed]",
+        "StepFailed",
         "relation orders is locked",
         "Attempts: 2",
         "payments-api",
