@@ -45,3 +45,13 @@ async def test_the_mapping_table_is_configurable(sn_client: ServiceNowClient) ->
     assert (await router.route(ci("payments-api"))).urgency == "2"
     server = await router.route(ci("pay-web-01"))  # no criticality of its own, inheritance off: the `unknown` row
     assert (server.impact, server.urgency, server.criticality_source) == ("3", "3", "none")
+
+
+async def test_prefetch_reads_parent_criticality_for_many_cis_in_one_go(sn_client: ServiceNowClient) -> None:
+    router = Router(sn_client)
+    await router.prefetch([ci("web-01"), ci("data-01"), ci("batch-01")])
+    calls = sum(sn_client.calls.values())
+    routed = {name: await router.route(ci(name)) for name in ("web-01", "data-01")}
+    assert sum(sn_client.calls.values()) - calls == 2  # each route reads its CI, nothing about parents
+    assert (routed["web-01"].impact, routed["web-01"].urgency) == ("2", "2")  # web-storefront: 2
+    assert (routed["data-01"].impact, routed["data-01"].urgency) == ("2", "3")  # reporting-etl: 3
