@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import servicenow_errors
+from activities.sites import route_ci
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from settings import Settings
@@ -91,7 +92,9 @@ class WaveActivities:
         query = related_cis(request.application_sys_id, request.relationship_types, request.ci_classes)
         if request.after:
             query = query.gt("sys_id", request.after)
-        fields = ["sys_id", "child", *(f"child.{name}" for name in CI_FIELDS)]
+        site_field = self.settings.site_field
+        ci_fields = CI_FIELDS + ([site_field] if site_field and site_field not in CI_FIELDS else [])
+        fields = ["sys_id", "child", *(f"child.{name}" for name in ci_fields)]
         async with servicenow_errors():
             rows = await self.sn.list(
                 "cmdb_rel_ci",
@@ -109,6 +112,8 @@ class WaveActivities:
                 label = _display(row, "child.install_status") or status or "unknown"
                 page.skipped.append(SkippedCi(name=name, reason=f"install_status {label}, not Installed"))
                 continue
+            # Host operations run on the worker of the CI's site (activities/sites.py); "" = the central queue.
+            route = route_ci(self.settings, name, {site_field: row.get(f"child.{site_field}")} if site_field else None)
             page.cis.append(
                 CiRef(
                     sys_id=_value(row, "child"),
@@ -117,6 +122,7 @@ class WaveActivities:
                     ip_address=_value(row, "child.ip_address"),
                     fqdn=_value(row, "child.fqdn"),
                     site=_display(row, "child.location"),
+                    task_queue=route.task_queue,
                 )
             )
         # Within a page, hosts start in name order: the canary is fleet-01, not whichever sys_id sorts first.

@@ -99,6 +99,7 @@ class PatchHostWorkflow:
                 activity,
                 HostOpInput(ci=job.ci, change_number=job.change_number, **fields),
                 result_type=HostOpResult,
+                task_queue=job.ci.task_queue or None,  # the site worker of the host (workflows/sites.py)
                 start_to_close_timeout=job.ops.timeout,
                 heartbeat_timeout=job.ops.heartbeat_timeout,
                 retry_policy=RetryPolicy(

@@ -85,6 +85,7 @@ class CiRef(BaseModel):
     ip_address: str = ""
     fqdn: str = ""
     site: str = ""  # location display value
+    task_queue: str = ""  # its site worker's queue, resolved by the central worker (activities/sites.py); "": central
 
 
 class SkippedCi(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.workflows.conftest import Changes, start
 from worker import build_worker
 from workflows.models import ChangeResult, runbook_workflow_id
 from workflows.sites import site_slug
+from workflows.wave_models import CiRef, HostReport, PatchHostInput, patch_host_workflow_id
 
 
 class SiteWorker:
@@ -100,15 +102,40 @@ async def run_change(client: Client, settings: Settings, changes: Changes, ci: s
     return change["number"], await handle.result()
 
 
-async def step_queues(client: Client, number: str) -> set[str]:
-    """Task queues on which the runbook's run_step activities were scheduled, read from its history."""
-    history = await client.get_workflow_handle(runbook_workflow_id(number)).fetch_history()
+async def activity_queues(client: Client, workflow_id: str, activity: str | None = None) -> set[str]:
+    """Task queues on which the workflow's activities (of one type) were scheduled, read from its history."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
     return {
         event.activity_task_scheduled_event_attributes.task_queue.name
         for event in history.events
         if event.HasField("activity_task_scheduled_event_attributes")
-        and event.activity_task_scheduled_event_attributes.activity_type.name == "run_step"
+        and activity in (None, event.activity_task_scheduled_event_attributes.activity_type.name)
     }
+
+
+async def step_queues(client: Client, number: str) -> set[str]:
+    return await activity_queues(client, runbook_workflow_id(number), "run_step")
+
+
+def host_id(report: HostReport) -> str:
+    return patch_host_workflow_id(PATCH_CHANGE, report.ci)
+
+
+PATCH_CHANGE = f"CHG9{uuid.uuid4().int % 1_000_000:06d}"
+
+
+async def patch_host_at(client: Client, settings: Settings, host: str, task_queue: str) -> HostReport:
+    """PatchHostWorkflow on the central worker for a CI whose route says `task_queue` (as load_wave_page sets it)."""
+    async with httpx.AsyncClient(base_url=f"{settings.servicenow_url}/fleet", timeout=10) as fleet:
+        await fleet.post("/reset")
+    ci = CiRef(sys_id=uuid.uuid4().hex, name=host, sys_class_name="cmdb_ci_linux_server", task_queue=task_queue)
+    return await client.execute_workflow(
+        "PatchHostWorkflow",
+        PatchHostInput(change_number=PATCH_CHANGE, ci=ci, target_level="2025.06"),
+        id=patch_host_workflow_id(PATCH_CHANGE, host),
+        task_queue=settings.task_queue,
+        result_type=HostReport,
+    )
 
 
 async def test_each_host_operation_runs_on_the_worker_of_its_site(
@@ -131,6 +158,7 @@ async def test_each_host_operation_runs_on_the_worker_of_its_site(
             ServiceNowClient.from_settings(settings) as sn,
             build_worker(temporal_client, settings, ops_registry, sn),
         ):
+            host = await patch_host_at(temporal_client, settings, "fleet-17", f"{settings.task_queue}-dublin-dc2")
             runs = await asyncio.gather(
                 *(
                     run_change(temporal_client, settings, changes, ci)
@@ -147,6 +175,9 @@ async def test_each_host_operation_runs_on_the_worker_of_its_site(
         "web-storefront": "ran at DUB for web-storefront",
         "reporting-etl": "ran at FRA for reporting-etl",
     }
+    # The patch wave's host operations follow the queue the wave's CMDB page resolved for the CI.
+    assert host.outcome == "patched"
+    assert await activity_queues(temporal_client, host_id(host)) == {f"{settings.task_queue}-dublin-dc2"}
     # The choice is in history: a replay, or a site map edited mid-run, cannot send the step elsewhere.
     queues = [await step_queues(temporal_client, number) for number, _ in runs]
     q = settings.task_queue
