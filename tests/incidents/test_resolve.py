@@ -4,6 +4,7 @@ naming the execution that fixed it; the incident workflow waits for it durably; 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import uuid
@@ -20,6 +21,7 @@ from servicenow import ServiceNowClient
 from settings import Settings
 from starter.registry import load_registry
 from starter.shim import create_app
+from tests.conftest import venv_binary
 from tests.helpers import wait_for
 from tests.incidents.conftest import Incidents, fail_change, incident_worker_for
 from tests.workflows.conftest import Changes
@@ -220,3 +222,29 @@ async def test_incident_workflow_waits_days_for_resolve(
     assert status.resolved_at and status.resolved_at - opened.opened_at >= timedelta(days=6)
     record = await incidents.sn.get("incident", status.incident.sys_id if status.incident else "")
     assert record["state"] == "6" and "wave-CHG0077777" in record["close_notes"]
+
+
+async def test_temporal_cli_update_resolves_the_incident(
+    temporal_client: Client,
+    incident_settings: Settings,
+    incident_worker: Worker,
+    changes: Changes,
+    incidents: Incidents,
+) -> None:
+    _, incident, tracker = await _failed_with_incident(
+        temporal_client, incident_settings, changes, incidents, "data-02"
+    )
+    s = incident_settings
+    resolution = json.dumps({"resolved_by": "carol.cab", "fixed_by": "change-CHG0011111"})
+    argv = [
+        venv_binary("temporal"), "workflow", "update", "execute", "--workflow-id", tracker.id, "--name", "resolve",
+        "--input", resolution, "--address", s.temporal_address, "--namespace", s.temporal_namespace,
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 45)
+    assert process.returncode == 0, output.decode()
+    assert "resolved" in output.decode()
+    record = await incidents.sn.get("incident", incident["sys_id"])
+    assert record["state"] == "6" and "change-CHG0011111" in record["close_notes"]
