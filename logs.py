@@ -39,7 +39,8 @@ class SecretRedactor:
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         if not self.secrets:
             return event_dict
-        return self._scrub(event_dict)  # type: ignore[no-any-return]
+        scrubbed: dict[str, Any] = self._scrub(event_dict)
+        return scrubbed
 
 
 def configure_logging(secrets: Iterable[str] = (), level: str = "INFO", json: bool | None = None) -> None:
