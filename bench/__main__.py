@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import intake, reconcile
+from bench import intake, reconcile, wave
 
-BENCHES = {"intake": intake.main, "reconcile": reconcile.main}
+BENCHES = {"intake": intake.main, "reconcile": reconcile.main, "wave": wave.main}
 
 
 def main() -> None:

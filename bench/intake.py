@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,15 +32,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
+from bench.loadgen import Connection
 from workflows import search_attributes as sa
 from workflows.change import ChangeRequestWorkflow
 from workflows.models import Act, ChangeInput, ChangeTicket, NoteInput, ResolveInput, RunbookChoice
 
 TOKEN = "bench-token"
-TASK_QUEUE = "bench-intake"
+RATE_QUEUE = "bench-intake-rate"  # no worker polls it: phase 1 measures intake alone
+LATENCY_QUEUE = "bench-intake-latency"
 PER_ROUND = int(os.environ.get("BENCH_INTAKE_N", "300"))
 ROUNDS = int(os.environ.get("BENCH_INTAKE_ROUNDS", "3"))
 CONCURRENCY = int(os.environ.get("BENCH_INTAKE_CONCURRENCY", "16"))
+LATENCY_SAMPLES = int(os.environ.get("BENCH_INTAKE_LATENCY_SAMPLES", "200"))
+LATENCY_INTERVAL = float(os.environ.get("BENCH_INTAKE_INTERVAL", "0.05"))  # open loop: one start every 50 ms
 
 
 class Stubs:
@@ -68,9 +73,6 @@ class Round:
     sent: dict[str, float] = field(default_factory=dict)
     elapsed: float = 0.0
 
-    def latencies(self, stubs: Stubs) -> list[float]:
-        return [(stubs.first_activity[n] - t0) * 1000 for n, t0 in self.sent.items()]
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -78,69 +80,97 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _bounded(items: list[str], send: object) -> float:
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
+def _body(number: str) -> dict[str, str]:
+    """What the Business Rule sends (deploy/servicenow/changeloop_business_rule.js), for a fake change."""
+    return {
+        "number": number,
+        "sys_id": f"{int(number[3:]):032x}",
+        "state": "-2",
+        "type": "standard",
+        "approval": "approved",
+        "category": "Software",
+        "short_description": "bench",
+    }
 
-    async def lane() -> None:
-        while not queue.empty():
-            await send(queue.get_nowait())  # type: ignore[operator]
 
-    start = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
-    return time.perf_counter() - start
+class Starter:
+    """Starts one change either raw (client.start_workflow, as the shim does it) or through the shim's HTTP API."""
 
+    def __init__(self, client: Client, shims: dict[str, asyncio.Queue[Connection]]) -> None:
+        self.client = client
+        self.shims = shims  # per task queue, a pool of keep-alive connections to that shim
 
-async def raw_round(client: Client, numbers: list[str]) -> Round:
-    result = Round("raw")
-
-    async def send(number: str) -> None:
-        result.sent[number] = time.perf_counter()
-        await client.start_workflow(
+    async def raw(self, number: str, queue: str) -> None:
+        await self.client.start_workflow(
             "ChangeRequestWorkflow",
             ChangeInput(number=number),
             id=f"change-{number}",
-            task_queue=TASK_QUEUE,
+            task_queue=queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=TypedSearchAttributes([SearchAttributePair(sa.CHANGE_NUMBER, number)]),
         )
 
-    result.elapsed = await _bounded(numbers, send)
+    async def shim(self, number: str, queue: str) -> None:
+        pool = self.shims[queue]
+        connection = await pool.get()
+        try:
+            status, body = await connection.post_json("/api/servicenow/change", _body(number))
+        finally:
+            pool.put_nowait(connection)
+        if status != 202:
+            raise RuntimeError(f"shim answered {status}: {body.decode(errors='replace')}")
+
+
+async def rate_round(mode: str, start: Callable[[str], Awaitable[None]], numbers: list[str]) -> Round:
+    """Closed loop, CONCURRENCY lanes: how many starts per second each path sustains."""
+    result = Round(mode)
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for number in numbers:
+        queue.put_nowait(number)
+
+    async def lane() -> None:
+        while not queue.empty():
+            number = queue.get_nowait()
+            result.sent[number] = time.perf_counter()
+            await start(number)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
+    result.elapsed = time.perf_counter() - began
     return result
 
 
-async def shim_round(http: httpx.AsyncClient, numbers: list[str]) -> Round:
-    result = Round("shim")
-
-    async def send(number: str) -> None:
-        body = {
-            "number": number,
-            "sys_id": f"{int(number[3:]):032x}",
-            "state": "-2",
-            "type": "standard",
-            "approval": "approved",
-        }
-        result.sent[number] = time.perf_counter()
-        response = await http.post("/api/servicenow/change", json=body)
-        if response.status_code != 202:
-            raise RuntimeError(f"shim answered {response.status_code}: {response.text}")
-
-    result.elapsed = await _bounded(numbers, send)
-    return result
+async def latency_run(starter: Starter, numbers: Iterator[str]) -> tuple[Round, Round]:
+    """Open loop at a load the worker keeps up with, raw and shim interleaved one by one, so both see the same
+    machine at the same moment: latency is POST (or start call) to the first activity starting."""
+    raw, shim = Round("raw"), Round("shim")
+    tasks = []
+    for i in range(2 * LATENCY_SAMPLES):
+        number = next(numbers)
+        target = raw if i % 2 == 0 else shim
+        call = starter.raw if target is raw else starter.shim
+        target.sent[number] = time.perf_counter()
+        tasks.append(asyncio.create_task(call(number, LATENCY_QUEUE)))
+        await asyncio.sleep(LATENCY_INTERVAL)
+    await asyncio.gather(*tasks)
+    return raw, shim
 
 
-def _start_shim(address: str, port: int) -> subprocess.Popen[bytes]:
+def _start_shim(address: str, port: int, queue: str) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "CHANGELOOP_TEMPORAL_ADDRESS": address,
-        "CHANGELOOP_TASK_QUEUE": TASK_QUEUE,
+        "CHANGELOOP_TASK_QUEUE": queue,
         "CHANGELOOP_WEBHOOK_TOKEN": TOKEN,
         "CHANGELOOP_LOG_LEVEL": "WARNING",
     }
     root = Path(__file__).resolve().parents[1]
     return subprocess.Popen(
-        [sys.executable, "-m", "starter.cli", "shim", "--port", str(port)], cwd=root, env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "starter.cli", "shim", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -156,6 +186,16 @@ async def _wait_healthy(http: httpx.AsyncClient) -> None:
     raise RuntimeError("shim did not become healthy within 30 s")
 
 
+async def _wait_first_activities(stubs: Stubs, expected: set[str]) -> None:
+    deadline = time.monotonic() + 120
+    while not expected <= stubs.first_activity.keys():
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{len(expected - stubs.first_activity.keys())} workflows never reached their first activity"
+            )
+        await asyncio.sleep(0.1)
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -167,59 +207,76 @@ async def main() -> None:
         dev_server_existing_path=str(temporal), search_attributes=sa.ALL, data_converter=pydantic_data_converter
     )
     address = env.client.service_client.config.target_host
+    ports = {RATE_QUEUE: _free_port(), LATENCY_QUEUE: _free_port()}
+    shims = {queue: _start_shim(address, port, queue) for queue, port in ports.items()}
+    numbers = (f"CHG{n}" for n in range(1_000_000, 9_999_999))
     stubs = Stubs()
-    port = _free_port()
-    shim = _start_shim(address, port)
-    counter = iter(range(1_000_000, 9_999_999))
-    rounds: list[Round] = []
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    pools: dict[str, asyncio.Queue[Connection]] = {}
     try:
-        worker = Worker(
-            env.client,
-            task_queue=TASK_QUEUE,
-            workflows=[ChangeRequestWorkflow],
-            activities=[stubs.load_change, stubs.resolve_runbook, stubs.add_work_note],
-            workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
-            activity_task_poller_behavior=PollerBehaviorAutoscaling(),
-        )
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-        async with (
-            worker,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=60) as http,
-        ):
-            await _wait_healthy(http)
-            for warm in (
-                raw_round(env.client, [f"CHG{next(counter)}" for _ in range(30)]),
-                shim_round(http, [f"CHG{next(counter)}" for _ in range(30)]),
-            ):
-                await warm
+        async with AsyncExitStack() as stack:
+            for queue, port in ports.items():
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                    await _wait_healthy(http)
+                pools[queue] = asyncio.Queue()
+                for _ in range(CONCURRENCY):
+                    connection = Connection("127.0.0.1", port, headers)
+                    await connection.open()
+                    stack.push_async_callback(connection.close)
+                    pools[queue].put_nowait(connection)
+            starter = Starter(env.client, pools)
+
+            # Phase 1: intake rate, nothing polls the queue.
+            async def raw_rate(n: str) -> None:
+                await starter.raw(n, RATE_QUEUE)
+
+            async def shim_rate(n: str) -> None:
+                await starter.shim(n, RATE_QUEUE)
+
+            await rate_round("raw", raw_rate, [next(numbers) for _ in range(50)])  # warm-up
+            await rate_round("shim", shim_rate, [next(numbers) for _ in range(50)])
+            rate_rounds: list[Round] = []
             for _ in range(ROUNDS):
-                rounds.append(await raw_round(env.client, [f"CHG{next(counter)}" for _ in range(PER_ROUND)]))
-                rounds.append(await shim_round(http, [f"CHG{next(counter)}" for _ in range(PER_ROUND)]))
-            expected = {n for r in rounds for n in r.sent}
-            deadline = time.monotonic() + 120
-            while not expected <= stubs.first_activity.keys():
-                if time.monotonic() > deadline:
-                    raise RuntimeError("some workflows never reached their first activity")
-                await asyncio.sleep(0.1)
+                rate_rounds.append(await rate_round("raw", raw_rate, [next(numbers) for _ in range(PER_ROUND)]))
+                rate_rounds.append(await rate_round("shim", shim_rate, [next(numbers) for _ in range(PER_ROUND)]))
+
+            # Phase 2: latency to the first activity, with the worker running.
+            worker = Worker(
+                env.client,
+                task_queue=LATENCY_QUEUE,
+                workflows=[ChangeRequestWorkflow],
+                activities=[stubs.load_change, stubs.resolve_runbook, stubs.add_work_note],
+                workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
+                activity_task_poller_behavior=PollerBehaviorAutoscaling(),
+            )
+            async with worker:
+                raw, shim = await latency_run(starter, numbers)
+                await _wait_first_activities(stubs, set(raw.sent) | set(shim.sent))
     finally:
-        shim.terminate()
-        shim.wait(timeout=30)
+        for process in shims.values():
+            process.terminate()
+            process.wait(timeout=30)
         await env.shutdown()
-    _report(rounds, stubs)
+    _report(rate_rounds, raw, shim, stubs)
 
 
-def _report(rounds: list[Round], stubs: Stubs) -> None:
-    figures = {}
+def _report(rate_rounds: list[Round], raw: Round, shim: Round, stubs: Stubs) -> None:
+    rates = {}
     for mode in ("raw", "shim"):
-        mine = [r for r in rounds if r.mode == mode]
-        rate = sum(len(r.sent) for r in mine) / sum(r.elapsed for r in mine)
-        latencies = [lat for r in mine for lat in r.latencies(stubs)]
-        figures[mode] = (rate, _pct(latencies, 50), _pct(latencies, 99), statistics.mean(latencies))
-    raw, shim = figures["raw"], figures["shim"]
-    print(f"\nwebhook intake: {ROUNDS} alternating rounds x {PER_ROUND} starts, concurrency {CONCURRENCY}")
-    print(f"{'':6} {'starts/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for mode, (rate, p50, p99, mean) in figures.items():
-        print(f"{mode:6} {rate:9.1f} {p50:8.1f} {p99:8.1f} {mean:8.1f}")
-    print(f"intake ratio (shim / raw starts/s): {shim[0] / raw[0]:.2f}  (target >= 0.80)")
-    print(f"added p50 latency: {shim[1] - raw[1]:+.1f} ms  (target <= 15 ms); p99 ratio {shim[2] / raw[2]:.2f}")
+        mine = [r for r in rate_rounds if r.mode == mode]
+        rates[mode] = sum(len(r.sent) for r in mine) / sum(r.elapsed for r in mine)
+    latency = {r.mode: [(stubs.first_activity[n] - t0) * 1000 for n, t0 in r.sent.items()] for r in (raw, shim)}
+    print(f"\nwebhook intake ({ROUNDS} alternating rounds x {PER_ROUND} starts, {CONCURRENCY} concurrent)")
+    print(f"  raw client.start_workflow: {rates['raw']:7.1f} starts/s")
+    print(f"  shim POST /api/servicenow/change: {rates['shim']:7.1f} webhooks/s")
+    print(f"  intake ratio shim/raw: {rates['shim'] / rates['raw']:.2f}   (target >= 0.80)")
+    print(
+        f"latency to first activity ({LATENCY_SAMPLES} each, interleaved, one start every {LATENCY_INTERVAL * 1000:.0f} ms)"
+    )
+    print(f"  {'':5} {'p50 ms':>8} {'p99 ms':>8}")
+    for mode, values in latency.items():
+        print(f"  {mode:5} {_pct(values, 50):8.1f} {_pct(values, 99):8.1f}")
+    added = _pct(latency["shim"], 50) - _pct(latency["raw"], 50)
+    print(
+        f"  added p50: {added:+.1f} ms   (target <= 15 ms); p99 ratio {_pct(latency['shim'], 99) / _pct(latency['raw'], 99):.2f}"
+    )
