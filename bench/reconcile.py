@@ -94,7 +94,7 @@ def config(inventory: Path) -> ReconcileConfig:
                     "mapping": {"key": "serial_number"},
                 }
             ],
-            "cmdb": {"classes": [CI_CLASS], "page_size": 5000},
+            "cmdb": {"classes": [CI_CLASS], "page_size": 10000},  # the Table API maximum
             "concurrency": 8,
         }
     )
