@@ -53,8 +53,9 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, meter: MetricMeter, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self.inner = inner or httpx.AsyncHTTPTransport()
-        self.calls = meter.create_counter(SERVICENOW_CALLS, "ServiceNow HTTP calls by status")
-        self.incidents = meter.create_counter(INCIDENTS_OPENED, "incidents created in ServiceNow")
+        # The same descriptions as `declare`: a counter created twice with two descriptions is exported as two series.
+        self.calls = meter.create_counter(SERVICENOW_CALLS, COUNTERS[SERVICENOW_CALLS][1])
+        self.incidents = meter.create_counter(INCIDENTS_OPENED, COUNTERS[INCIDENTS_OPENED][1])
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         labels = {"method": request.method, "table": _table(request.url.path)}
