@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.worker import (
     ExecuteWorkflowInput,
@@ -32,7 +33,13 @@ class _OpenIncidentOnFailure(WorkflowInboundInterceptor):
         try:
             return await self.next.execute_workflow(input)
         except FailureError as error:
-            incident = await report_failure(error)
+            try:
+                incident = await report_failure(error)
+            except workflow.NondeterminismError:
+                raise
+            except Exception as problem:  # the workflow's own failure is what must surface, not the report's
+                workflow.logger.warning("could not open the incident for this failure: %s", problem)
+                raise error from error.__cause__
             if incident is None or not incident.number or not isinstance(error, ApplicationError):
                 raise
             raise _naming(error, incident.number) from error.__cause__

@@ -140,7 +140,11 @@ async def open_incident(report: FailureReport) -> IncidentRef | None:
         )
     except WorkflowAlreadyStartedError:
         # This failure was reported already (an earlier run, or a reset): ask that incident workflow for its number.
-        await workflow.get_external_workflow_handle(incident_id).signal(SIGNAL_REPORT_TO, info.workflow_id)
+        try:
+            await workflow.get_external_workflow_handle(incident_id).signal(SIGNAL_REPORT_TO, info.workflow_id)
+        except Exception as error:  # it closed in between: its incident exists, only the number is missing here
+            workflow.logger.warning("could not ask %s for its incident: %s", incident_id, error)
+            return IncidentRef(workflow_id=incident_id)
     try:
         await workflow.wait_condition(lambda: bool(answers), timeout=NUMBER_WAIT)
     except TimeoutError:
