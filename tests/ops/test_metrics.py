@@ -26,6 +26,7 @@ from servicenow import ServiceNowClient
 from settings import Settings
 from starter.registry import Registry
 from starter.temporal import connect
+from tests.helpers import wait_for
 from tests.ops.conftest import free_port
 from tests.workflows.conftest import Changes, start
 from worker import build_worker
@@ -45,6 +46,13 @@ def samples(text: str, name: str) -> dict[str, float]:
 def total(text: str, name: str, **labels: str) -> float:
     wanted = [f'{k}="{v}"' for k, v in labels.items()]
     return sum(v for k, v in samples(text, name).items() if all(w in k for w in wanted))
+
+
+async def scrape_when(address: str, counter: str) -> str:
+    """The metrics text once `counter` is above 0, else "" (for wait_for)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(f"http://{address}/metrics")).text
+    return text if total(text, counter) > 0 else ""
 
 
 async def patch_host(client: Client, settings: Settings, host: str) -> HostReport:
@@ -80,8 +88,10 @@ async def test_worker_metrics_endpoint_counts_changes_hosts_incidents_and_servic
                     await (await start(client, ops_settings, bad["number"])).result()
                 assert (await patch_host(client, ops_settings, "fleet-18")).outcome == "patched"
                 assert (await patch_host(client, ops_settings, "fleet-19")).outcome == "rolled_back"
-        async with httpx.AsyncClient(timeout=5) as http:
-            text = (await http.get(f"http://{address}/metrics")).text
+                # The incident workflow outlives the failed change (ABANDON): its POST may land after the change closed.
+                text = await wait_for(
+                    lambda: scrape_when(address, metrics.INCIDENTS_OPENED), timeout=30, message="incident counted"
+                )
     finally:
         await fleet.post("/reset")
         await fleet.aclose()
