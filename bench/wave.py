@@ -1,6 +1,6 @@
 """Patch waves at scale: `python -m bench wave`.
 
-1. 1,000 CIs, max_parallel 50, every sandbox host operation a fixed `BENCH_WAVE_OP_SECONDS` (default 0.5 s; a
+1. 1,000 CIs, max_parallel 50, every sandbox host operation a fixed `BENCH_WAVE_OP_SECONDS` (default 2 s; a
    host is snapshot + patch + health = 3 ops): wall time against the ideal N / parallel x per-host time.
    Target: ratio <= 1.25.
 2. 10,000 CIs (fixed 0.2 s ops, max_parallel 200): the wave completes, the largest single history (any run of the
@@ -37,7 +37,7 @@ from workflows.wave_models import WaveRun, wave_workflow_id
 ROOT = Path(__file__).resolve().parents[1]
 TASK_QUEUE = "bench-wave"
 USER = ("changeloop.integration", "sn-integration-pw")
-OP_SECONDS = float(os.environ.get("BENCH_WAVE_OP_SECONDS", "0.5"))
+OP_SECONDS = float(os.environ.get("BENCH_WAVE_OP_SECONDS", "2"))
 SIZES = [int(n) for n in os.environ.get("BENCH_WAVE_SIZES", "1000,10000").split(",")]
 REGISTRY = """
 hosts:

@@ -80,6 +80,7 @@ class PatchWaveWorkflow:
         self._running = sum(1 for s in self._state.states.values() if s == CiState.RUNNING)
         self._failures = sum(1 for s in self._state.states.values() if s in FAILURES)
         self._wakeups = 0
+        self._starting = 0  # child starts issued but not yet accepted by the server
         self._phase = "planning" if self._state.plan is None else "rolling"
 
     # -- messages ----------------------------------------------------------------------------------------------------
@@ -143,7 +144,9 @@ class PatchWaveWorkflow:
             page = await self._load_page()
             await self._start_page(page)
             if not self._state.exhausted:
-                # Sliding window + continue-as-new: children in flight keep running and report to the next run.
+                # Sliding window + continue-as-new: children in flight keep running and report to the next run,
+                # once the server has accepted every start (a start still in flight would die with this run).
+                await workflow.wait_condition(lambda: self._starting == 0)
                 self._state.runs += 1
                 workflow.continue_as_new(run.model_copy(update={"state": self._state}))
         self._phase = "draining"
@@ -215,13 +218,18 @@ class PatchWaveWorkflow:
             self._phase = "canary"
         else:
             self._phase = "rolling"
-        await self._start_child(ci)
+        self._start_child(ci)
 
-    async def _start_child(self, ci: CiRef) -> None:
-        run, params, state = self._run, self._params, self._state
+    def _start_child(self, ci: CiRef) -> None:
         # Marked running before the start resolves: the child's host_done may arrive in the same activation.
-        state.states[ci.name] = CiState.RUNNING
+        self._state.states[ci.name] = CiState.RUNNING
         self._running += 1
+        self._starting += 1
+        # Not awaited here: a window refill issues many starts in one workflow task instead of one per round trip.
+        asyncio.create_task(self._child(ci))  # noqa: RUF006 - the workflow owns the task
+
+    async def _child(self, ci: CiRef) -> None:
+        run, params = self._run, self._params
         try:
             handle = await workflow.start_child_workflow(
                 "PatchHostWorkflow",
@@ -247,15 +255,15 @@ class PatchWaveWorkflow:
         except WorkflowAlreadyStartedError as error:
             self.host_done(HostReport(ci=ci.name, outcome=HostOutcome.FAILED, detail=f"not started: {error}"))
             return
+        finally:
+            self._starting -= 1
+            self._wakeups += 1
         # A child that ends without reporting (terminated by an operator, a bug) must not hold its slot forever.
-        asyncio.create_task(self._watch(handle, ci.name))  # noqa: RUF006 - the workflow owns the task
-
-    async def _watch(self, handle: workflow.ChildWorkflowHandle[object, HostReport], ci: str) -> None:
         try:
             await handle
         except ChildWorkflowError as error:
             detail = f"patch workflow ended without a report: {failure_message(error.cause or error)}"
-            self.host_done(HostReport(ci=ci, outcome=HostOutcome.FAILED, detail=detail))
+            self.host_done(HostReport(ci=ci.name, outcome=HostOutcome.FAILED, detail=detail))
 
     def _canary_pending(self) -> bool:
         state = self._state
