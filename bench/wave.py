@@ -137,9 +137,12 @@ def report(
 ) -> None:
     ideal = size / parallel * 3 * op
     wave_events, runs, host_events = events
+    # The ratio target is the 1,000-CI run's; the 10,000-CI run is about bounded history and memory, and on two
+    # cores it is bound by the server's task throughput, so it reports hosts per second instead.
+    verdict = f"ratio {wall / ideal:.3f} (target <= 1.25)" if size <= 1000 else f"{size / wall:.1f} hosts/s"
     print(
         f"wave {size} CIs, max_parallel {parallel}, op {op:g} s x3/host: {result.output.get('patched')} patched in "
-        f"{wall:.1f} s; ideal {ideal:.1f} s; ratio {wall / ideal:.3f} (target <= 1.25)"
+        f"{wall:.1f} s; ideal {ideal:.1f} s; {verdict}"
     )
     print(
         f"  histories: largest wave run {wave_events} events over {runs} runs, largest host {host_events} events "
