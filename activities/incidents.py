@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.cmdb import CI_ROUTING_FIELDS, Router
 from activities.errors import servicenow_errors
 from activities.incident_text import description, scrub, short_description, slack_text
+from activities.slack import post_to_slack
 from servicenow.client import ServiceNowClient
 from servicenow.models import ConfigurationItem
 from servicenow.query import Query
@@ -245,21 +244,7 @@ class IncidentActivities:
     # -- Slack ---------------------------------------------------------------------------------------------------
     @activity.defn(name=IncidentAct.SLACK)
     async def notify_slack(self, request: SlackInput) -> str:
-        if self.settings.slack_webhook_url is None:
-            return "not configured"
         url = self.settings.execution_url(request.failed_workflow_id, request.failed_run_id or None)
         text = slack_text(request.incident, request.failed_workflow_id, request.workflow_type, request.step, url)
-        text = scrub(text, self.settings.secret_values())
-        try:
-            async with httpx.AsyncClient(timeout=10) as http:
-                response = await http.post(self.settings.slack_webhook_url.get_secret_value(), json={"text": text})
-        except httpx.HTTPError as exc:
-            # The webhook URL is itself a secret: name the error class, never the URL.
-            raise ApplicationError(f"Slack webhook: {type(exc).__name__}", type="SlackUnreachable") from None
-        if response.status_code >= 300:
-            raise ApplicationError(
-                f"Slack webhook answered {response.status_code}",
-                type="SlackRefused",
-                non_retryable=response.status_code < 500 and response.status_code != 429,
-            )
-        return "sent"
+        sent = await post_to_slack(self.settings, scrub(text, self.settings.secret_values()))
+        return "sent" if sent else "not configured"

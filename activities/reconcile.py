@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -21,6 +20,7 @@ from activities import drift, inventory
 from activities.cmdb import Router
 from activities.errors import servicenow_errors
 from activities.reconcile_store import RunStore, run_key
+from activities.slack import post_to_slack
 from servicenow.client import ServiceNowClient
 from servicenow.models import ConfigurationItem
 from servicenow.query import Query
@@ -290,21 +290,8 @@ class ReconcileActivities:
     # -- report ----------------------------------------------------------------------------------------------------
     @activity.defn(name=ReconcileAct.POST_SUMMARY)
     async def post_summary(self, summary: ReconcileSummary) -> str:
-        if self.settings.slack_webhook_url is None:
-            return "not configured"
-        url = self.settings.slack_webhook_url.get_secret_value()
-        try:
-            async with httpx.AsyncClient(timeout=10) as http:
-                response = await http.post(url, json={"text": summary_text(summary)})
-        except httpx.HTTPError as exc:
-            raise ApplicationError(f"Slack webhook: {type(exc).__name__}", type="SlackUnreachable") from exc
-        if response.status_code >= 300:
-            raise ApplicationError(
-                f"Slack webhook answered {response.status_code}",
-                type="SlackRefused",
-                non_retryable=response.status_code < 500 and response.status_code != 429,
-            )
-        return "posted"
+        posted = await post_to_slack(self.settings, summary_text(summary))
+        return "posted" if posted else "not configured"
 
 
 def summary_text(summary: ReconcileSummary) -> str:

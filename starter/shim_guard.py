@@ -7,7 +7,6 @@ token learns nothing about our schemas, and a 50 MB body is refused after at mos
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -121,36 +120,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()  # afterwards only disconnects remain
 
     return replay
-
-
-class AccessLog:
-    """One structured line per request: method, path, status, milliseconds. Headers are never logged, so the
-    bearer token cannot leak through here (and the redactor would catch it anyway)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            log.info(
-                "shim.request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                ms=round((time.perf_counter() - started) * 1000, 1),
-                client=(scope.get("client") or ("?",))[0],
-            )

@@ -28,7 +28,7 @@ from temporalio.client import Client
 from ops.codec import EncryptionCodec, codec_from_settings
 from settings import Settings
 from starter.registry import Registry
-from starter.shim_guard import ASGIApp, Message, Receive, Scope, Send, envelope
+from starter.shim_guard import ASGIApp, Message, Receive, Scope, Send, envelope, log
 
 CODEC_PREFIX = "/codec/"
 CODEC_MAX_BODY = 16 * 1024 * 1024  # a page of history payloads, each up to 2 MB
@@ -37,7 +37,8 @@ CODEC_MAX_BODY = 16 * 1024 * 1024  # a page of history payloads, each up to 2 MB
 # -- /metrics --------------------------------------------------------------------------------------------------------
 class RequestMetrics:
     """Counts every answer by method, route template and status (`/api/executions/{executionId}/status`, not the
-    raw path: one time series per route, whatever the IDs). Outermost, so refusals are counted too."""
+    raw path: one time series per route, whatever the IDs), and writes the access log line. Outermost, so refusals
+    are counted and logged too. Headers are never logged, so the bearer token cannot leak through here."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,7 +65,16 @@ class RequestMetrics:
             route = getattr(scope.get("route"), "path", None) or _unrouted(scope["path"])
             self.requests[(scope["method"], route, str(status))] += 1
             key = (scope["method"], route)
-            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.seconds[key] = self.seconds.get(key, 0.0) + elapsed
+            log.info(
+                "shim.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round(elapsed * 1000, 1),
+                client=(scope.get("client") or ("?",))[0],
+            )
 
     def render(self) -> str:
         lines = [
