@@ -7,9 +7,12 @@ import asyncio
 import httpx
 from temporalio.client import Client
 
+from servicenow.client import ServiceNowClient
 from settings import Settings
+from starter.walkthrough import open_standard_change, schedule_preapproved, ticket_report, wait_for_state
 from tests.helpers import wait_for
 from tests.shim.conftest import change_number, count_on_queue, webhook_body
+from workflows.models import PollInput, PollResult
 
 
 async def test_five_deliveries_of_one_change_start_it_once(
@@ -39,3 +42,34 @@ async def test_five_deliveries_of_one_change_start_it_once(
     assert await counted() == 1
     found = await temporal_client.count_workflows(f"ChangeNumber = '{number}'")
     assert found.count == 1
+
+
+async def test_a_change_delivered_five_times_and_found_by_the_poll_runs_once(
+    api: httpx.AsyncClient,
+    worker: None,
+    temporal_client: Client,
+    shim_settings: Settings,
+    sn_client: ServiceNowClient,
+) -> None:
+    change = await open_standard_change(sn_client, "Restart application service", "payments-api", "delivered 5x + poll")
+    await schedule_preapproved(sn_client, change["sys_id"])
+    body = webhook_body(change["number"], sys_id=change["sys_id"])
+
+    responses = await asyncio.gather(*(api.post("/api/servicenow/change", json=body) for _ in range(5)))
+    poll = await temporal_client.execute_workflow(
+        "ChangePollWorkflow",
+        PollInput(),
+        id=f"poll-{change['number']}",
+        task_queue=shim_settings.task_queue,
+        result_type=PollResult,
+    )
+
+    assert {r.status_code for r in responses} == {202}
+    assert {r.json()["executionId"] for r in responses} == {f"change-{change['number']}"}
+    assert change["number"] not in poll.started, "the poll found it but must not start it again"
+    closed = await wait_for_state(sn_client, change["sys_id"], {"3"}, within=30, interval=0.2)
+    assert closed["close_code"] == "successful"
+    runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = 'change-{change['number']}'")]
+    assert len(runs) == 1
+    report = await ticket_report(sn_client, change["sys_id"])
+    assert sum(note.startswith("Started by changeloop") for note in report.work_notes) == 1
