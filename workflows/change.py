@@ -84,10 +84,7 @@ class ChangeRequestWorkflow:
 
     @workflow.signal(name=SIGNAL_STEP_PROGRESS)
     def step_progress(self, record: StepRecord) -> None:
-        self._status.steps.append(record)
-        self._status.step = record.name
-        if record.outcome == StepOutcome.SUCCEEDED:
-            self._status.progress.done += 1
+        self._status.record_step(record)
 
     @workflow.signal(name=SIGNAL_APPROVE)
     def approve(self, approval: ApprovalInput) -> None:

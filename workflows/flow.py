@@ -55,10 +55,7 @@ class FlowRunWorkflow:
 
     @workflow.signal(name=SIGNAL_STEP_PROGRESS)
     def step_progress(self, record: StepRecord) -> None:
-        self._status.steps.append(record)
-        self._status.step = record.name
-        if record.outcome == StepOutcome.SUCCEEDED:
-            self._status.progress.done += 1
+        self._status.record_step(record)
 
     def failure_report(self, error: BaseException) -> FailureReport | None:
         """For the incident path: the runbook's production flag, the failed step, the host the run was given."""

@@ -235,25 +235,33 @@ class Progress(BaseModel):
     total: int = 0
 
 
-class ChangeStatus(BaseModel):
+class StepProgress(BaseModel):
+    """What every status query says about steps: the current one, counters, and the steps done with their times."""
+
+    step: str = ""
+    progress: Progress = Progress()
+    steps: list[StepRecord] = []
+
+    def record_step(self, record: StepRecord) -> None:
+        self.steps.append(record)
+        self.step = record.name
+        if record.outcome == StepOutcome.SUCCEEDED:
+            self.progress.done += 1
+
+
+class ChangeStatus(StepProgress):
     """Answer of the `status` query on a change workflow."""
 
     number: str
     phase: str  # loading | resolving | starting | awaiting_approval | running | closing | done
-    step: str = ""
-    progress: Progress = Progress()
     runbook: str = ""
     ticket_state: str = ""
     gate: GateState = GateState()
-    steps: list[StepRecord] = []
     result: ChangeResult | None = None
 
 
-class RunbookStatus(BaseModel):
+class RunbookStatus(StepProgress):
     runbook: str
-    step: str = ""
-    progress: Progress = Progress()
-    steps: list[StepRecord] = []
     result: RunbookResult | None = None
 
 

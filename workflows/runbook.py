@@ -72,8 +72,7 @@ class RunbookWorkflow:
         await self._resolve_site(run)
         for step in runbook.steps:
             record = await self._run_step(run, step)
-            self._status.steps.append(record)
-            self._status.progress.done += 1 if record.outcome == StepOutcome.SUCCEEDED else 0
+            self._status.record_step(record)
             await self._report(run, record)
             if record.outcome == StepOutcome.FAILED:
                 await self._flush(run)
