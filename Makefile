@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The sandbox and the benches are dev tools that the wheel never ships: the checkout itself goes on the venv's path.
+	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'changeloop-checkout.pth').write_text('$(CURDIR)\n')"
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -17,7 +19,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy workflows/ activities/ servicenow/
+	$(BIN)/mypy workflows/ activities/ servicenow/ config/
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -18,35 +18,35 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
-from activities.callbacks import CallbackActivities
-from activities.hosts import HostActivities
-from activities.incidents import IncidentActivities
-from activities.intake import IntakeActivities
-from activities.reconcile import activities as reconcile_activities
-from activities.registry import RegistryActivities
-from activities.sites import SiteActivities
-from activities.steps import run_step
-from activities.tickets import TicketActivities
-from activities.wave import WaveActivities
-from logs import configure_logging, get_logger
+from activities.change.tickets import TicketActivities
+from activities.flow.callbacks import CallbackActivities
+from activities.incident.records import IncidentActivities
+from activities.poll.intake import IntakeActivities
+from activities.reconcile.pipeline import activities as reconcile_activities
+from activities.runbook.lookup import RegistryActivities
+from activities.runbook.steps import run_step
+from activities.site.queues import SiteActivities
+from activities.wave.hosts import HostActivities
+from activities.wave.plan import WaveActivities
+from config.registry import Registry, load_registry
+from config.settings import Settings, get_settings
+from ops.connect import connect
 from ops.health import HealthServer
 from ops.interceptors import ChangeloopInterceptor
+from ops.logs import configure_logging, get_logger
 from ops.metrics import CountingTransport, prometheus_runtime
 from ops.metrics import declare as declare_counters
 from servicenow.client import ServiceNowClient
-from settings import Settings, get_settings
-from starter.registry import Registry, load_registry
-from starter.temporal import connect
-from workflows.change import ChangeRequestWorkflow
-from workflows.flow import FlowRunWorkflow
-from workflows.incident import OpenIncidentWorkflow
-from workflows.incident_interceptor import IncidentInterceptor
-from workflows.patch_host import PatchHostWorkflow
-from workflows.poll import ChangePollWorkflow
-from workflows.reconcile import ReconcileWorkflow
-from workflows.runbook import RunbookWorkflow
-from workflows.sites import site_slug
-from workflows.wave import PatchWaveWorkflow
+from workflows.change.workflow import ChangeRequestWorkflow
+from workflows.flow.workflow import FlowRunWorkflow
+from workflows.incident.interceptor import IncidentInterceptor
+from workflows.incident.workflow import OpenIncidentWorkflow
+from workflows.poll.workflow import ChangePollWorkflow
+from workflows.reconcile.workflow import ReconcileWorkflow
+from workflows.runbook.workflow import RunbookWorkflow
+from workflows.site.models import site_slug
+from workflows.wave.host import PatchHostWorkflow
+from workflows.wave.workflow import PatchWaveWorkflow
 
 WORKFLOWS: Sequence[type] = (
     ChangeRequestWorkflow,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from settings import Settings
+from config.settings import Settings
 
 
 async def post_to_slack(settings: Settings, text: str) -> bool:

@@ -34,8 +34,10 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from bench.loadgen import Connection
 from workflows import search_attributes as sa
-from workflows.change import ChangeRequestWorkflow
-from workflows.models import Act, ChangeInput, ChangeTicket, NoteInput, ResolveInput, RunbookChoice
+from workflows.calls import Act
+from workflows.change.models import ChangeInput, ChangeTicket, NoteInput
+from workflows.change.workflow import ChangeRequestWorkflow
+from workflows.runbook.models import ResolveInput, RunbookChoice
 
 TOKEN = "bench-token"
 RATE_QUEUE = "bench-intake-rate"  # no worker polls it: phase 1 measures intake alone

@@ -35,11 +35,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.reconcile import ReconcileConfig
 from sandbox.config import DEFAULT_USERS, SandboxConfig
 from sandbox.server import SandboxServer
 from sandbox.store import new_sys_id, now_string
 from sandbox.tables import get_table
-from workflows.reconcile_models import ReconcileConfig, ReconcileInput, ReconcileSummary
+from workflows.reconcile.models import ReconcileInput, ReconcileSummary
 
 N = int(os.environ.get("BENCH_RECONCILE_N", "100000"))
 DRIFT = float(os.environ.get("BENCH_RECONCILE_DRIFT", "0.01"))

@@ -27,12 +27,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.registry import load_registry
 from sandbox.seed import seed_sys_id
 from sandbox.server import SandboxConfig, SandboxServer
-from starter.registry import load_registry
 from workflows import search_attributes as sa
-from workflows.models import RunbookResult
-from workflows.wave_models import WaveRun, wave_workflow_id
+from workflows.runbook.models import RunbookResult
+from workflows.wave.models import WaveRun, wave_workflow_id
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_QUEUE = "bench-wave"

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sandbox.tables import get_table
-from servicenow.states import Approval, ChangeState, ChangeType, IncidentState, allowed_change_transition
+from servicenow.change_request import Approval, ChangeState, ChangeType, allowed_change_transition
+from servicenow.incident import IncidentState
 
 Record = dict[str, str]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from servicenow.states import CRITICALITY_LEVELS
+from servicenow.cmdb import CRITICALITY_LEVELS
 
 SYS_FIELDS = ("sys_id", "sys_created_on", "sys_created_by", "sys_updated_on", "sys_updated_by", "sys_mod_count")
 

@@ -1,35 +1,7 @@
-"""The ServiceNow domain: async Table API client, encoded-query builder, record models, state maps.
+"""The ServiceNow domain by table (change_request, incident, cmdb) beside a generic async Table API client, the
+encoded-query builder, authentication and typed errors. Knows nothing of Temporal: `activities/` translates these
+errors into retry semantics.
 
-Knows nothing of Temporal: `activities/` translates these errors into retry semantics.
+Import what you use from its module (`servicenow.client`, `servicenow.query`, ...): this package's `__init__` stays
+empty so that workflow code may import the pure modules (states, records, errors) without pulling httpx in.
 """
-
-from servicenow.auth import Auth, BasicAuth, OAuth
-from servicenow.client import ServiceNowClient
-from servicenow.errors import (
-    BadRequest,
-    Forbidden,
-    NotAuthenticated,
-    NotFound,
-    RateLimited,
-    ServerError,
-    ServiceNowError,
-    TransportError,
-)
-from servicenow.query import Query, QueryValueError
-
-__all__ = [
-    "Auth",
-    "BadRequest",
-    "BasicAuth",
-    "Forbidden",
-    "NotAuthenticated",
-    "NotFound",
-    "OAuth",
-    "Query",
-    "QueryValueError",
-    "RateLimited",
-    "ServerError",
-    "ServiceNowClient",
-    "ServiceNowError",
-    "TransportError",
-]

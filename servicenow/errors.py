@@ -1,14 +1,15 @@
 """Typed errors from ServiceNow's error envelope `{"error":{"message","detail"},"status":"failure"}`.
 
 Each error says whether a retry can help, so callers (the activities) can map it to Temporal retry semantics
-without knowing HTTP.
+without knowing HTTP (the retry policies in workflows/calls.py are built from `retryable`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # only for annotations: workflow code imports these classes, and must not pull httpx in
+    import httpx
 
 
 class ServiceNowError(Exception):

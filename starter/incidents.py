@@ -11,10 +11,10 @@ from datetime import timedelta
 
 from temporalio.client import Client
 
+from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
-from settings import Settings
-from workflows.incident_models import (
+from workflows.incident.models import (
     CORRELATION_DISPLAY,
     UPDATE_RESOLVE,
     IncidentStatus,

@@ -28,11 +28,11 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from settings import Settings
-from starter.reconcile_config import reconcile_schedule
-from starter.registry import Registry
-from workflows.models import PollInput
-from workflows.reconcile_models import RECONCILE_SCHEDULE
+from config.registry import Registry
+from config.settings import Settings
+from starter.reconcile import reconcile_schedule
+from workflows.poll.models import PollInput
+from workflows.reconcile.models import RECONCILE_SCHEDULE
 
 CHANGE_POLL = "changeloop-change-poll"
 

@@ -22,8 +22,9 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from servicenow import BasicAuth, ServiceNowClient
-from settings import Settings
+from config.settings import Settings
+from servicenow.auth import BasicAuth
+from servicenow.client import ServiceNowClient
 
 # DESIGN.md §4: the custom search attributes every environment pre-registers.
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [

@@ -14,8 +14,8 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from servicenow import ServiceNowClient
-from settings import Settings
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
 from tests.helpers import wait_for
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from servicenow import ServiceNowClient
+from servicenow.client import ServiceNowClient
 
 MakeIncidents = Callable[[int], Awaitable[list[dict[str, Any]]]]
 

@@ -7,18 +7,18 @@ import time
 
 import pytest
 
-from servicenow import (
+from servicenow.auth import BasicAuth
+from servicenow.client import ServiceNowClient
+from servicenow.errors import (
     BadRequest,
-    BasicAuth,
     Forbidden,
     NotAuthenticated,
     NotFound,
-    Query,
     RateLimited,
     ServerError,
-    ServiceNowClient,
     TransportError,
 )
+from servicenow.query import Query
 from tests.conftest import ADMIN_USER
 
 

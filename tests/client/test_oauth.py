@@ -11,7 +11,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from servicenow import NotAuthenticated, OAuth, ServiceNowClient
+from servicenow.auth import OAuth
+from servicenow.client import ServiceNowClient
+from servicenow.errors import NotAuthenticated
 from tests.conftest import INTEGRATION_USER, OAUTH_CLIENT, SandboxControl
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from servicenow import Query, ServiceNowClient
+from servicenow.client import ServiceNowClient
+from servicenow.query import Query
 
 
 async def test_listing_pages_through_three_pages_with_the_total_and_every_record_once(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from servicenow import NotFound, Query, QueryValueError, ServiceNowClient
+from servicenow.client import ServiceNowClient
+from servicenow.errors import NotFound
+from servicenow.query import Query, QueryValueError
 
 
 async def test_a_record_round_trips_through_create_get_update_and_delete(sn_client: ServiceNowClient, scope_id):

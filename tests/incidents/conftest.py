@@ -15,9 +15,10 @@ from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
-from servicenow import Query, ServiceNowClient
-from settings import Settings
-from starter.registry import load_registry
+from config.registry import load_registry
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
+from servicenow.query import Query
 from tests.helpers import wait_for
 from tests.incidents.report_twice import ReportTwiceWorkflow
 from tests.workflows.conftest import TEST_REGISTRY, Changes, start

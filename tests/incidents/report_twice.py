@@ -8,8 +8,8 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
-    from workflows.incident_models import FailureReport
-    from workflows.incident_path import open_incident
+    from workflows.incident.models import FailureReport
+    from workflows.incident.reporting import open_incident
 
 
 @workflow.defn(name="ReportTwiceWorkflow")

@@ -12,12 +12,12 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
-from settings import Settings
+from config.settings import Settings
 from tests.conftest import SandboxControl
 from tests.helpers import wait_for
 from tests.incidents.conftest import Incidents, fail_change
 from tests.workflows.conftest import Changes
-from workflows.incident_models import (
+from workflows.incident.models import (
     INCIDENT_WORKFLOW,
     QUERY_INCIDENT,
     IncidentRef,

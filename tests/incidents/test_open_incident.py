@@ -11,12 +11,12 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from settings import Settings
+from config.settings import Settings
 from tests.helpers import wait_for
 from tests.incidents.conftest import DEFAULT_GROUP, Incidents, fail_change
 from tests.workflows.conftest import Changes
-from workflows.incident_models import IncidentPhase, IncidentStatus, incident_workflow_id
-from workflows.models import ChangeStatus
+from workflows.change.models import ChangeStatus
+from workflows.incident.models import IncidentPhase, IncidentStatus, incident_workflow_id
 
 
 async def test_tier1_application_runbook_failure_opens_one_incident_1_1_for_its_support_group(

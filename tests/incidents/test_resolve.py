@@ -17,15 +17,15 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from servicenow import ServiceNowClient
-from settings import Settings
-from starter.registry import load_registry
-from starter.shim import create_app
+from config.registry import load_registry
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
+from starter.shim.app import create_app
 from tests.conftest import venv_binary
 from tests.helpers import wait_for
 from tests.incidents.conftest import Incidents, fail_change, incident_worker_for
 from tests.workflows.conftest import Changes
-from workflows.incident_models import (
+from workflows.incident.models import (
     INCIDENT_WORKFLOW,
     RESOLVE_NO_RESOLVER,
     RESOLVE_WRONG_INCIDENT,

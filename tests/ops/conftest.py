@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from settings import Settings
-from starter.registry import Registry, load_registry
+from config.registry import Registry, load_registry
+from config.settings import Settings
 
 OPS_REGISTRY = Path(__file__).with_name("runbooks.yaml")
 

@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
-from settings import Settings
+from config.settings import Settings
 from tests.conftest import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[2]

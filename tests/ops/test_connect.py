@@ -8,9 +8,9 @@ import pytest
 from pydantic import SecretStr
 from temporalio.service import TLSConfig
 
+from config.settings import Settings
 from ops.codec import EncryptionCodec, new_key
-from settings import Settings
-from starter.temporal import connect_config
+from ops.connect import connect_config
 
 CERT = b"-----BEGIN CERTIFICATE-----\nclient\n-----END CERTIFICATE-----\n"
 KEY = b"-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n"

@@ -16,17 +16,17 @@ from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
+from config.registry import Registry
+from config.settings import Settings
 from ops.codec import ENCODING, EncryptionCodec, KeyConfigError, new_key, parse_keys
-from servicenow import ServiceNowClient
-from settings import Settings
-from starter.registry import Registry
-from starter.shim import create_app
-from starter.temporal import connect
+from ops.connect import connect
+from servicenow.client import ServiceNowClient
+from starter.shim.app import create_app
 from tests.conftest import venv_binary
 from tests.shim.conftest import LiveServer
 from tests.workflows.conftest import Changes, start
 from worker import build_worker
-from workflows.models import runbook_workflow_id
+from workflows.runbook.models import runbook_workflow_id
 
 CODEC_TOKEN = "codec-token-for-tests-5b1e"
 UI_ORIGIN = "http://127.0.0.1:8233"

@@ -17,20 +17,20 @@ import pytest
 import structlog
 from temporalio.client import Client, WorkflowFailureError
 
-from logs import configure_logging
+from config.registry import Registry
+from config.settings import Settings
 from ops import metrics
+from ops.connect import connect
 from ops.health import HealthServer
 from ops.interceptors import change_number_of
+from ops.logs import configure_logging
 from ops.metrics import CountingTransport, prometheus_runtime
-from servicenow import ServiceNowClient
-from settings import Settings
-from starter.registry import Registry
-from starter.temporal import connect
+from servicenow.client import ServiceNowClient
 from tests.helpers import wait_for
 from tests.ops.conftest import free_port
 from tests.workflows.conftest import Changes, start
 from worker import build_worker
-from workflows.wave_models import CiRef, HostReport, PatchHostInput, patch_host_workflow_id
+from workflows.wave.models import CiRef, HostReport, PatchHostInput, patch_host_workflow_id
 
 
 def samples(text: str, name: str) -> dict[str, float]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 from temporalio.client import Client
 
-from settings import Settings
-from starter.registry import Registry
-from starter.shim import create_app
+from config.registry import Registry
+from config.settings import Settings
+from starter.shim.app import create_app
 
 
 async def test_readyz_needs_temporal_and_a_loaded_registry(

@@ -19,17 +19,18 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from activities.sites import route_ci, site_task_queue
-from servicenow import ServiceNowClient
-from settings import Settings
-from starter.registry import Registry
+from activities.site.queues import route_ci, site_task_queue
+from config.registry import Registry
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
 from tests.helpers import wait_for
 from tests.ops.conftest import OPS_REGISTRY, free_port
 from tests.workflows.conftest import Changes, start
 from worker import build_worker
-from workflows.models import ChangeResult, runbook_workflow_id
-from workflows.sites import site_slug
-from workflows.wave_models import CiRef, HostReport, PatchHostInput, patch_host_workflow_id
+from workflows.change.models import ChangeResult
+from workflows.runbook.models import runbook_workflow_id
+from workflows.site.models import site_slug
+from workflows.wave.models import CiRef, HostReport, PatchHostInput, patch_host_workflow_id
 
 
 class SiteWorker:

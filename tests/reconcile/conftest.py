@@ -20,12 +20,14 @@ import pytest_asyncio
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from servicenow import Query, ServiceNowClient
-from settings import Settings
-from starter.registry import load_registry
+from config.reconcile import ReconcileConfig
+from config.registry import load_registry
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
+from servicenow.query import Query
 from tests.workflows.conftest import TEST_REGISTRY
 from worker import build_worker
-from workflows.reconcile_models import ReconcileConfig, ReconcileInput, ReconcileSummary
+from workflows.reconcile.models import ReconcileInput, ReconcileSummary
 
 # Prints a JSON file: a `command` source reading what the test wrote (any argv printing a JSON list will do).
 CAT = [sys.executable, "-c", "import sys; sys.stdout.write(open(sys.argv[1]).read())"]

@@ -12,12 +12,12 @@ from pathlib import Path
 import yaml
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from settings import Settings
+from config.reconcile import load_reconcile_config
+from config.registry import load_registry
+from config.settings import Settings
 from starter import schedules
-from starter.reconcile_config import load_reconcile_config
-from starter.registry import load_registry
 from tests.reconcile.conftest import Scenario
-from workflows.reconcile_models import RECONCILE_SCHEDULE, ReconcileInput
+from workflows.reconcile.models import RECONCILE_SCHEDULE, ReconcileInput
 
 
 async def test_schedules_apply_creates_the_weekly_reconciliation(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from activities.cmdb import Router, routing_for
+from activities.incident.triage import Router, routing_for
+from config.reconcile import CriticalityRule, RoutingConfig
 from sandbox.seed import seed_sys_id
-from servicenow import ServiceNowClient
-from workflows.reconcile_models import CriticalityRule, RoutingConfig
+from servicenow.client import ServiceNowClient
 
 
 def group(name: str) -> str:

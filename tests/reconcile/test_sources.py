@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from activities.inventory import SourceError, pick, scan
-from workflows.reconcile_models import AwsEc2Source, CommandSource, HttpSource, KubernetesSource
+from activities.reconcile.inventory import SourceError, pick, scan
+from config.reconcile import AwsEc2Source, CommandSource, HttpSource, KubernetesSource
 
 KUBECTL_JSON = Path(__file__).with_name("kubectl_nodes.json")
 SEED_FLEET = {

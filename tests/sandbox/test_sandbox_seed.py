@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from servicenow.states import CRITICALITY_LEVELS
+from servicenow.cmdb import CRITICALITY_LEVELS
 from tests.sandbox.support import result
 
 

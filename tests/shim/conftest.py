@@ -19,9 +19,9 @@ import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from settings import Settings
-from starter.registry import Registry, load_registry
-from starter.shim import create_app
+from config.registry import Registry, load_registry
+from config.settings import Settings
+from starter.shim.app import create_app
 from tests.helpers import wait_for
 
 

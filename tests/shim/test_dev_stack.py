@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from starter.dev import DevConfig, DevStack, free_port, port_is_free
+from starter.devstack.dev import DevConfig, DevStack, free_port, port_is_free
 
 
 def _cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:

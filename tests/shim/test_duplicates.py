@@ -7,12 +7,12 @@ import asyncio
 import httpx
 from temporalio.client import Client
 
+from config.settings import Settings
 from servicenow.client import ServiceNowClient
-from settings import Settings
-from starter.walkthrough import open_standard_change, schedule_preapproved, ticket_report, wait_for_state
+from starter.devstack.walkthrough import open_standard_change, schedule_preapproved, ticket_report, wait_for_state
 from tests.helpers import wait_for
 from tests.shim.conftest import change_number, count_on_queue, webhook_body
-from workflows.models import PollInput, PollResult
+from workflows.poll.models import PollInput, PollResult
 
 
 async def test_five_deliveries_of_one_change_start_it_once(

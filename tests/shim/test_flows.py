@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Request
 
-from starter.registry import Registry, load_registry, parse_registry
+from config.registry import Registry, load_registry, parse_registry
 from tests.helpers import wait_for
 from tests.shim.conftest import LiveServer
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from servicenow.client import ServiceNowClient
-from starter.walkthrough import open_standard_change, schedule_preapproved, ticket_report, wait_for_state
+from starter.devstack.walkthrough import open_standard_change, schedule_preapproved, ticket_report, wait_for_state
 from tests.helpers import wait_for
 from tests.shim.conftest import assert_envelope
 

@@ -6,9 +6,9 @@ import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from settings import Settings
-from starter.registry import Registry
-from starter.shim import create_app
+from config.registry import Registry
+from config.settings import Settings
+from starter.shim.app import create_app
 from tests.shim.conftest import LiveServer, free_port
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from temporalio.client import Client
 
-from settings import Settings
+from config.settings import Settings
 from tests.helpers import wait_for
 from tests.shim.conftest import LiveServer, assert_envelope, change_number, count_on_queue, webhook_body
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from settings import Settings
+from config.registry import Registry
+from config.settings import Settings
 from starter import schedules
-from starter.registry import Registry
 
 
 async def test_apply_creates_then_updates_keeping_pause_and_delete_removes(

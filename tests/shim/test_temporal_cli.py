@@ -8,8 +8,8 @@ import subprocess
 
 import httpx
 
+from config.settings import Settings
 from servicenow.client import ServiceNowClient
-from settings import Settings
 from tests.conftest import venv_binary
 from tests.shim.test_gate import _finished, _start_maintenance_change
 

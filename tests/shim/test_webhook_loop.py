@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest_asyncio
 
+from config.settings import Settings
 from servicenow.client import ServiceNowClient
-from settings import Settings
-from starter.walkthrough import open_standard_change, schedule_preapproved, ticket_report, wait_for_state
+from starter.devstack.walkthrough import open_standard_change, schedule_preapproved, ticket_report, wait_for_state
 from tests.conftest import SandboxControl
 from tests.helpers import wait_for
 from tests.shim.conftest import LiveServer

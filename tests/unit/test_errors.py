@@ -13,19 +13,20 @@ import pytest
 import pytest_asyncio
 import respx
 
-from servicenow import (
+from servicenow.auth import BasicAuth
+from servicenow.client import ServiceNowClient
+from servicenow.errors import (
     BadRequest,
-    BasicAuth,
     Forbidden,
     NotAuthenticated,
     NotFound,
     RateLimited,
     ServerError,
-    ServiceNowClient,
     ServiceNowError,
     TransportError,
+    error_from_response,
+    parse_retry_after,
 )
-from servicenow.errors import error_from_response, parse_retry_after
 
 BASE = "https://example.service-now.com"
 RECORD_URL = f"{BASE}/api/now/table/incident/0123456789abcdef0123456789abcdef"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from logs import REDACTED, SecretRedactor, configure_logging, get_logger
+from ops.logs import REDACTED, SecretRedactor, configure_logging, get_logger
 
 SECRET = "s3cr3t-token-value"
 OTHER = "hunter2-password"

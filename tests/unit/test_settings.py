@@ -7,7 +7,7 @@ import os
 import pytest
 from pydantic import SecretStr
 
-from settings import Settings
+from config.settings import Settings
 
 SECRETS = {
     "CHANGELOOP_SERVICENOW_PASSWORD": "integration-password",

@@ -16,13 +16,14 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowFailureError
 
-from servicenow import ServiceNowClient
-from settings import Settings
-from starter.registry import Registry, load_registry
+from config.registry import Registry, load_registry
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
 from tests.workflows.conftest import TEST_REGISTRY, Changes, start
 from worker import build_worker
-from workflows.models import QUERY_STATUS, ChangeResult
-from workflows.wave_models import WaveStatus, wave_workflow_id
+from workflows.change.models import ChangeResult
+from workflows.status import QUERY_STATUS
+from workflows.wave.models import WaveStatus, wave_workflow_id
 
 TARGET = "2025.06"  # tests/workflows/runbooks.yaml's target_level
 BASELINE = "2025.01"  # the fleet's level after a reset

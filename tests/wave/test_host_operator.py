@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.host_config import CommandDriverConfig, HostsConfig, HttpDriverConfig
-from activities.hosts import CommandOperator, HostActivities, HttpOperator
-from settings import Settings
+from activities.wave.hosts import CommandOperator, HostActivities, HttpOperator
+from config.hosts import CommandDriverConfig, HostsConfig, HttpDriverConfig
+from config.settings import Settings
 from tests.helpers import wait_for
 from tests.wave.conftest import BASELINE, TARGET, FleetControl
-from workflows.wave_models import CiRef
+from workflows.wave.models import CiRef
 
 HOST = CiRef(sys_id="x", name="fleet-20", sys_class_name="cmdb_ci_linux_server", site="Dublin DC2")
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from temporalio.client import Client
 
-from settings import Settings
+from config.settings import Settings
 from tests.wave.conftest import BASELINE, FLEET, TARGET, FleetControl, run_wave
 from tests.workflows.conftest import Changes
-from workflows.wave_models import CiState, patch_host_workflow_id, wave_workflow_id
+from workflows.wave.models import CiState, patch_host_workflow_id, wave_workflow_id
 
 
 async def test_wave_of_20_with_two_failures_patches_18_rolls_back_2_and_closes_successful_issues(

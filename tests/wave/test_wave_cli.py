@@ -10,7 +10,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from settings import Settings
+from config.settings import Settings
 from tests.wave.conftest import FleetControl, run_wave
 from tests.workflows.conftest import Changes
 

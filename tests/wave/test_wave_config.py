@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from starter.registry import RegistryError, parse_registry
+from config.registry import RegistryError, parse_registry
 
 WAVE = """
 runbooks:

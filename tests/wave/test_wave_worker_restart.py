@@ -8,12 +8,12 @@ import uuid
 
 from temporalio.client import Client
 
-from settings import Settings
+from config.settings import Settings
 from tests.helpers import wait_for
 from tests.wave.conftest import FLEET, TARGET, FleetControl
 from tests.workflows.conftest import TEST_REGISTRY, Changes, start
 from tests.workflows.test_worker_restart import _worker_process
-from workflows.wave_models import patch_host_workflow_id
+from workflows.wave.models import patch_host_workflow_id
 
 
 async def test_worker_killed_mid_wave_and_restarted_patches_no_host_twice(

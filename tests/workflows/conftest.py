@@ -11,12 +11,13 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from activities.intake import start_change
-from servicenow import Query, ServiceNowClient
-from settings import Settings
-from starter.registry import Registry, load_registry
+from config.registry import Registry, load_registry
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
+from servicenow.query import Query
 from worker import build_worker
-from workflows.models import ChangeInput, ChangeResult
+from workflows.change.models import ChangeInput, ChangeResult
+from workflows.starts import start_change
 
 TEST_REGISTRY = Path(__file__).with_name("runbooks.yaml")
 

@@ -19,17 +19,20 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.reconcile import ReconcileConfig
+from config.registry import load_registry
+from config.settings import Settings
 from sandbox.server import SandboxConfig, SandboxServer
-from servicenow import ServiceNowClient
-from settings import Settings
-from starter.registry import load_registry
+from servicenow.client import ServiceNowClient
 from tests.workflows.conftest import TEST_REGISTRY, Changes, start
 from worker import build_worker
 from workflows import search_attributes
-from workflows.incident_models import ResolveIncident, incident_workflow_id
-from workflows.models import ApprovalInput, ChangeStatus, FlowRun, GateStatus, PollInput
-from workflows.reconcile_models import ReconcileConfig, ReconcileInput
-from workflows.wave_models import patch_host_workflow_id, wave_workflow_id
+from workflows.change.models import ApprovalInput, ChangeStatus, GateStatus
+from workflows.flow.models import FlowRun
+from workflows.incident.models import ResolveIncident, incident_workflow_id
+from workflows.poll.models import PollInput
+from workflows.reconcile.models import ReconcileInput
+from workflows.wave.models import patch_host_workflow_id, wave_workflow_id
 
 HISTORIES = Path(__file__).with_name("histories")
 

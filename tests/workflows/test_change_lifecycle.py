@@ -9,10 +9,10 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from settings import Settings
+from config.settings import Settings
 from tests.helpers import wait_for
 from tests.workflows.conftest import Changes, start
-from workflows.models import (
+from workflows.change.models import (
     ApprovalInput,
     ChangeOutcome,
     ChangeStatus,
@@ -20,9 +20,8 @@ from workflows.models import (
     Decision,
     GateState,
     GateStatus,
-    PollInput,
-    PollResult,
 )
+from workflows.poll.models import PollInput, PollResult
 
 pytestmark = pytest.mark.usefixtures("worker")
 

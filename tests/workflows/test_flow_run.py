@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.callbacks import SIGNATURE_HEADER
-from settings import Settings
+from activities.flow.callbacks import SIGNATURE_HEADER
+from config.settings import Settings
 from tests.helpers import wait_for
-from workflows.models import FlowRun, RunbookResult, RunbookStatus
+from workflows.flow.models import FlowRun
+from workflows.runbook.models import RunbookResult, RunbookStatus
 
 pytestmark = pytest.mark.usefixtures("worker")
 

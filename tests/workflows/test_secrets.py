@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from settings import Settings
+from config.settings import Settings
 from tests.workflows.conftest import Changes, start
-from workflows.models import FlowRun
+from workflows.flow.models import FlowRun
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from settings import Settings
+from config.settings import Settings
 from tests.helpers import wait_for
 from tests.workflows.conftest import TEST_REGISTRY, Changes, start
-from workflows.models import ChangeOutcome
+from workflows.change.models import ChangeOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 

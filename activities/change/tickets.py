@@ -1,0 +1,149 @@
+"""Change-ticket activities: read the change, move it along the change model, write work notes, close it.
+
+Every write is safe to retry: state moves only step forward from the state the instance reports now, and a work
+note retried after a lost answer is looked up in the journal before it is written again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import servicenow_errors
+from config.settings import Settings
+from servicenow.change_request import ChangeState, transitions_between
+from servicenow.client import ServiceNowClient
+from servicenow.query import Query
+from workflows.calls import Act
+from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput
+
+CHANGE_FIELDS = [
+    "sys_id",
+    "number",
+    "state",
+    "type",
+    "approval",
+    "category",
+    "short_description",
+    "cmdb_ci",
+    "std_change_producer_version",
+]
+
+
+def _value(record: dict[str, Any], field: str) -> str:
+    value = record.get(field, "")
+    if isinstance(value, dict):
+        return str(value.get("value", ""))
+    return str(value or "")
+
+
+def _display(record: dict[str, Any], field: str) -> str:
+    value = record.get(field, "")
+    if isinstance(value, dict):
+        return str(value.get("display_value", ""))
+    return str(value or "")
+
+
+class TicketActivities:
+    def __init__(self, sn: ServiceNowClient, settings: Settings) -> None:
+        self.sn = sn
+        self.settings = settings
+
+    @activity.defn(name=Act.LOAD_CHANGE)
+    async def load_change(self, number: str) -> ChangeTicket:
+        async with servicenow_errors():
+            record = await self.sn.first(
+                "change_request",
+                Query().eq("number", number),
+                fields=CHANGE_FIELDS,
+                display_value="all",
+            )
+        if record is None:
+            raise ApplicationError(
+                f"change {number} not found in ServiceNow", type="ChangeNotFound", non_retryable=True
+            )
+        return ChangeTicket(
+            sys_id=_value(record, "sys_id"),
+            number=_value(record, "number"),
+            state=_value(record, "state"),
+            type=_value(record, "type") or "standard",
+            approval=_value(record, "approval"),
+            category=_value(record, "category"),
+            template=_display(record, "std_change_producer_version"),
+            cmdb_ci=_value(record, "cmdb_ci"),
+            cmdb_ci_name=_display(record, "cmdb_ci"),
+            short_description=_value(record, "short_description"),
+        )
+
+    async def _current_state(self, sys_id: str) -> str:
+        record = await self.sn.get("change_request", sys_id, fields=["state"])
+        return str(record.get("state", ""))
+
+    async def _walk_to(self, ticket: ChangeTicket, target: ChangeState, extra: dict[str, str]) -> str:
+        """Move one allowed transition at a time: the change model refuses jumps (403 from a business rule)."""
+        current = await self._current_state(ticket.sys_id)
+        path = transitions_between(ticket.type, current, target)
+        if current != target and not path:
+            raise ApplicationError(
+                f"{ticket.number} is in state {ChangeState(current).name if current in ChangeState._value2member_map_ else current}"
+                f" and cannot move to {target.name} along the {ticket.type} change model",
+                type="InvalidTicketState",
+                non_retryable=True,
+            )
+        for state in path:
+            body = {"state": state.value} | (extra if state == target else {})
+            await self.sn.update("change_request", ticket.sys_id, body, fields=["state"])
+        if not path and extra:
+            await self.sn.update("change_request", ticket.sys_id, extra, fields=["state"])
+        return target.value
+
+    @activity.defn(name=Act.BEGIN_IMPLEMENTATION)
+    async def begin_implementation(self, request: BeginInput) -> BeginResult:
+        info = activity.info()
+        workflow_id = info.workflow_id or ""
+        url = self.settings.execution_url(workflow_id, info.workflow_run_id)
+        reference = {"correlation_id": workflow_id, "correlation_display": "changeloop"}
+        if self.settings.execution_url_field:
+            reference[self.settings.execution_url_field] = url
+        async with servicenow_errors():
+            await self.sn.update("change_request", request.ticket.sys_id, reference, fields=["sys_id"])
+            state = await self._walk_to(request.ticket, ChangeState.IMPLEMENT, {})
+        await self.add_work_note(
+            NoteInput(
+                sys_id=request.ticket.sys_id,
+                text=f"Started by changeloop: {url}\nRunbook: {request.runbook}\nExecution: {workflow_id}",
+            )
+        )
+        return BeginResult(state=state, execution_url=url)
+
+    @activity.defn(name=Act.ADD_WORK_NOTE)
+    async def add_work_note(self, request: NoteInput) -> None:
+        async with servicenow_errors():
+            if activity.in_activity() and activity.info().attempt > 1 and await self._note_exists(request):
+                return  # an earlier attempt wrote it and lost the answer
+            await self.sn.update(request.table, request.sys_id, {"work_notes": request.text}, fields=["sys_id"])
+
+    async def _note_exists(self, request: NoteInput) -> bool:
+        query = Query().eq("element_id", request.sys_id).eq("element", "work_notes").order_by_desc("sys_created_on")
+        recent = await self.sn.list("sys_journal_field", query, fields=["value"], limit=20, page_size=20)
+        return any(str(entry.get("value", "")).strip() == request.text.strip() for entry in recent)
+
+    @activity.defn(name=Act.CLOSE_CHANGE)
+    async def close_change(self, request: CloseInput) -> str:
+        closing = {"close_code": request.close_code, "close_notes": request.close_notes}
+        async with servicenow_errors():
+            current = await self._current_state(request.ticket.sys_id)
+            if current == ChangeState.CLOSED:
+                return current
+            if current in (ChangeState.NEW, ChangeState.ASSESS, ChangeState.AUTHORIZE, ChangeState.SCHEDULED):
+                # Never implemented (rejected or timed out at the gate): cancel rather than fake an implementation.
+                await self.sn.update(
+                    "change_request",
+                    request.ticket.sys_id,
+                    {"state": ChangeState.CANCELED.value} | closing,
+                    fields=["state"],
+                )
+                return ChangeState.CANCELED.value
+            return await self._walk_to(request.ticket, ChangeState.CLOSED, closing)

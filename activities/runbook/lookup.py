@@ -1,0 +1,24 @@
+"""Registry look-ups as activities: the registry is read in the worker, so editing it needs no workflow change,
+and the answer a workflow got is recorded in its history (replay never re-reads the file)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from config.registry import Registry
+from workflows.calls import Act
+from workflows.flow.models import FlowName
+from workflows.runbook.models import ResolveInput, RunbookChoice
+
+
+class RegistryActivities:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    @activity.defn(name=Act.RESOLVE_RUNBOOK)
+    async def resolve_runbook(self, request: ResolveInput) -> RunbookChoice:
+        return RunbookChoice(runbook=self.registry.resolve(request.template, request.category))
+
+    @activity.defn(name=Act.RESOLVE_FLOW)
+    async def resolve_flow(self, request: FlowName) -> RunbookChoice:
+        return RunbookChoice(runbook=self.registry.flow(request.flow))

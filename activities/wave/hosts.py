@@ -1,0 +1,265 @@
+"""The host operator: snapshot, patch, health check, rollback and run_action, behind one interface.
+
+Two drivers: `http` (a host-agent REST API; the sandbox fleet is one) and `command` (argv templates: ssh, ansible,
+aws ssm ...). Which one operates a host is chosen per CI class or site in the registry's `hosts:` section.
+
+Every operation heartbeats while it waits, so a lost worker is noticed within the heartbeat timeout and a
+cancelled activity stops its request or kills its process. Every operation is idempotent: a snapshot is keyed by
+its label (the change number), patching a host already at the target level is a no-op that says so, and a
+rollback to the same snapshot twice lands in the same place. That is what makes retries after a worker crash safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.runbook.steps import fill, step_variables
+from config.hosts import CommandDriverConfig, HostsConfig, HttpDriverConfig
+from config.settings import Settings
+from workflows.calls import WaveAct
+from workflows.wave.models import (
+    HOST_NOT_FOUND,
+    HOST_OPERATION_FAILED,
+    HOST_UNREACHABLE,
+    NO_HOST_DRIVER,
+    CiRef,
+    HostOpInput,
+    HostOpResult,
+)
+
+HEARTBEAT_SECONDS = 1.0
+OUTPUT_TAIL = 2000
+T = TypeVar("T")
+
+
+class HostOperator(Protocol):
+    async def snapshot(self, ci: CiRef, label: str) -> HostOpResult: ...
+    async def patch(self, ci: CiRef, level: str) -> HostOpResult: ...
+    async def health_check(self, ci: CiRef) -> HostOpResult: ...
+    async def rollback(self, ci: CiRef, snapshot_id: str) -> HostOpResult: ...
+    async def run_action(self, ci: CiRef, action: str, args: dict[str, str]) -> HostOpResult: ...
+
+
+async def heartbeating(work: Awaitable[T], what: str) -> T:
+    """Await `work`, heartbeating meanwhile (outside an activity: just await). Cancellation cancels `work`."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            if activity.in_activity():
+                activity.heartbeat(what)
+            await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+    except asyncio.CancelledError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise
+    return task.result()
+
+
+# -- http ----------------------------------------------------------------------------------------------------------
+class HttpOperator:
+    """The host-agent API. 2xx = done; 404 = no such host; other 4xx = the host refused (not retried);
+    5xx and transport errors = unreachable (retried)."""
+
+    def __init__(self, config: HttpDriverConfig, settings: Settings) -> None:
+        self.base_url = config.base_url.replace("{servicenow_url}", settings.servicenow_url.rstrip("/")).rstrip("/")
+        self.config = config
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        # One pooled client per driver for the worker's lifetime: a wave runs thousands of calls.
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                headers=self.config.headers,
+                timeout=self.config.request_timeout.total_seconds(),
+                limits=httpx.Limits(max_connections=500, max_keepalive_connections=200),
+            )
+        return self._http
+
+    async def _call(self, method: str, ci: CiRef, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        url = f"{self.base_url}/hosts/{quote(ci.name, safe='')}/{op}"
+        try:
+            response = await heartbeating(self.http.request(method, url, json=body), f"{op} {ci.name}")
+        except httpx.TransportError as exc:
+            raise ApplicationError(
+                f"{ci.name}: {op}: {type(exc).__name__} calling {url}", type=HOST_UNREACHABLE
+            ) from exc
+        data = _json(response)
+        if response.is_success:
+            return data
+        # The agent's own words first: they end up in the ticket.
+        message = f"{_error_message(data) or response.text[:300]} (HTTP {response.status_code})"
+        if response.status_code == 404:
+            raise ApplicationError(message, type=HOST_NOT_FOUND, non_retryable=True)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ApplicationError(message, type=HOST_UNREACHABLE)
+        raise ApplicationError(message, type=HOST_OPERATION_FAILED, non_retryable=True)
+
+    async def snapshot(self, ci: CiRef, label: str) -> HostOpResult:
+        data = await self._call("POST", ci, "snapshots", {"label": label})
+        snapshot_id = str(data.get("snapshot_id", ""))
+        verb = "created" if data.get("created", True) else "already existed"
+        return HostOpResult(snapshot_id=snapshot_id, level=str(data.get("level", "")), message=f"snapshot {verb}")
+
+    async def patch(self, ci: CiRef, level: str) -> HostOpResult:
+        data = await self._call("POST", ci, "patch", {"level": level})
+        return HostOpResult(
+            changed=bool(data.get("changed", True)),
+            level=str(data.get("level", level)),
+            message=data.get("message", ""),
+        )
+
+    async def health_check(self, ci: CiRef) -> HostOpResult:
+        data = await self._call("GET", ci, "health")
+        bad = {name: state for name, state in (data.get("services") or {}).items() if state != "running"}
+        detail = ", ".join(f"{name} {state}" for name, state in bad.items())
+        return HostOpResult(healthy=bool(data.get("healthy")), level=str(data.get("level", "")), message=detail)
+
+    async def rollback(self, ci: CiRef, snapshot_id: str) -> HostOpResult:
+        data = await self._call("POST", ci, "rollback", {"snapshot_id": snapshot_id})
+        return HostOpResult(level=str(data.get("level", "")), message=data.get("message", ""))
+
+    async def run_action(self, ci: CiRef, action: str, args: dict[str, str]) -> HostOpResult:
+        data = await self._call("POST", ci, "actions", {"action": action, "args": args})
+        return HostOpResult(message=str(data.get("output", "")))
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _error_message(data: dict[str, Any]) -> str:
+    error = data.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message", ""))
+    return str(error or data.get("detail", ""))
+
+
+# -- command -------------------------------------------------------------------------------------------------------
+class CommandOperator:
+    """argv templates run without a shell; placeholder values are checked by activities.steps.fill."""
+
+    def __init__(self, config: CommandDriverConfig) -> None:
+        self.config = config
+
+    def _variables(self, ci: CiRef, extra: dict[str, str]) -> dict[str, str]:
+        host = {"host": ci.name, "ip": ci.ip_address, "fqdn": ci.fqdn or ci.name, "ci_class": ci.sys_class_name}
+        return step_variables(self.config.vars | host | extra)
+
+    async def _run(self, op: str, template: list[str], ci: CiRef, extra: dict[str, str]) -> tuple[int, str]:
+        variables = self._variables(ci, extra)
+        argv = [fill(part, variables, op) for part in template]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+        except FileNotFoundError as exc:
+            raise ApplicationError(
+                f"{ci.name}: {op}: {argv[0]} not found", type=HOST_OPERATION_FAILED, non_retryable=True
+            ) from exc
+        try:
+            out, _ = await heartbeating(process.communicate(), f"{op} {ci.name}")
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
+        return process.returncode or 0, out.decode(errors="replace")[-OUTPUT_TAIL:]
+
+    async def _must(self, op: str, template: list[str], ci: CiRef, extra: dict[str, str]) -> str:
+        code, output = await self._run(op, template, ci, extra)
+        if code != 0:
+            raise ApplicationError(
+                f"{ci.name}: {op} exited with {code}: {output.strip()[-300:]}",
+                type=HOST_OPERATION_FAILED,
+                non_retryable=True,
+            )
+        return output
+
+    async def snapshot(self, ci: CiRef, label: str) -> HostOpResult:
+        output = await self._must("snapshot", self.config.snapshot, ci, {"label": label})
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        return HostOpResult(snapshot_id=lines[-1] if lines else label, message="snapshot taken")
+
+    async def patch(self, ci: CiRef, level: str) -> HostOpResult:
+        if self.config.level is not None:
+            current = (await self._must("level", self.config.level, ci, {"level": level})).strip()
+            if current == level:
+                return HostOpResult(changed=False, level=level, message=f"already at {level}: nothing to do")
+        output = await self._must("patch", self.config.patch, ci, {"level": level})
+        return HostOpResult(changed=True, level=level, message=output.strip()[-300:])
+
+    async def health_check(self, ci: CiRef) -> HostOpResult:
+        code, output = await self._run("health_check", self.config.health_check, ci, {})
+        return HostOpResult(healthy=code == 0, message="" if code == 0 else output.strip()[-300:])
+
+    async def rollback(self, ci: CiRef, snapshot_id: str) -> HostOpResult:
+        output = await self._must("rollback", self.config.rollback, ci, {"snapshot": snapshot_id})
+        return HostOpResult(message=output.strip()[-300:])
+
+    async def run_action(self, ci: CiRef, action: str, args: dict[str, str]) -> HostOpResult:
+        template = self.config.actions.get(action)
+        if template is None:
+            raise ApplicationError(
+                f"{ci.name}: no action {action!r} (have: {', '.join(sorted(self.config.actions)) or 'none'})",
+                type=HOST_OPERATION_FAILED,
+                non_retryable=True,
+            )
+        output = await self._must(action, template, ci, args | {"action": action})
+        return HostOpResult(message=output.strip()[-OUTPUT_TAIL:])
+
+
+# -- activities ----------------------------------------------------------------------------------------------------
+class HostActivities:
+    """The operator's activities; one driver instance per configured driver, built once per worker."""
+
+    def __init__(self, config: HostsConfig, settings: Settings) -> None:
+        self.config = config
+        self.operators: dict[str, HostOperator] = {
+            name: HttpOperator(driver, settings) if isinstance(driver, HttpDriverConfig) else CommandOperator(driver)
+            for name, driver in config.drivers.items()
+        }
+
+    def operator(self, ci: CiRef) -> HostOperator:
+        name = self.config.driver_for(ci.sys_class_name, ci.site)
+        if name is None:
+            raise ApplicationError(
+                f"{ci.name}: no host driver for class {ci.sys_class_name!r} at site {ci.site!r}: "
+                "add a rule or a default to the registry's hosts: section",
+                type=NO_HOST_DRIVER,
+                non_retryable=True,
+            )
+        return self.operators[name]
+
+    @activity.defn(name=WaveAct.HOST_SNAPSHOT)
+    async def host_snapshot(self, request: HostOpInput) -> HostOpResult:
+        return await self.operator(request.ci).snapshot(request.ci, request.label or request.change_number)
+
+    @activity.defn(name=WaveAct.HOST_PATCH)
+    async def host_patch(self, request: HostOpInput) -> HostOpResult:
+        return await self.operator(request.ci).patch(request.ci, request.level)
+
+    @activity.defn(name=WaveAct.HOST_HEALTH_CHECK)
+    async def host_health_check(self, request: HostOpInput) -> HostOpResult:
+        return await self.operator(request.ci).health_check(request.ci)
+
+    @activity.defn(name=WaveAct.HOST_ROLLBACK)
+    async def host_rollback(self, request: HostOpInput) -> HostOpResult:
+        return await self.operator(request.ci).rollback(request.ci, request.snapshot_id)
+
+    @activity.defn(name=WaveAct.HOST_RUN_ACTION)
+    async def host_run_action(self, request: HostOpInput) -> HostOpResult:
+        return await self.operator(request.ci).run_action(request.ci, request.action, request.args)

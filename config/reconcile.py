@@ -1,0 +1,197 @@
+"""The reconciliation's configuration: its reality sources, the CMDB scope it answers for, and what to do about drift.
+
+Read from `CHANGELOOP_RECONCILE` (default: the `reconcile.yaml` beside this module) and validated when it is read; a
+bad file names the field and the line. It holds no secret: AWS credentials come from the worker's boto3 chain and an
+HTTP source names the environment variable of its token (`bearer_token_env`), read by the worker.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from config.registry import line_of
+from config.runbooks import Duration
+
+DEFAULT_CONFIG = Path(__file__).with_name("reconcile.yaml")
+
+# A batch of the delta is one activity input and one activity result; history payloads must stay well under 256 KB.
+DEFAULT_BATCH_BYTES = 96_000
+
+
+# -- reality sources -----------------------------------------------------------------------------------------------
+class FieldMapping(BaseModel):
+    """Where each record field sits in a source's JSON objects: dotted paths (`tags.Name`, `addresses.0.ip`)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = "name"
+    key: str = "id"
+    ip: str = "ip_address"
+    os: str = "os"
+    ci_class: str = Field(default="sys_class_name", alias="class")
+    # CI field -> path, copied into `attributes` (and onto a created CI when the field is in `copy_attributes`).
+    attributes: dict[str, str] = {}
+
+
+class SourceBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # used in file names and CI markers
+    # CMDB classes this source can vouch for: their CIs are "missing" when it scans fine and does not see them,
+    # "unknown" when it failed. Empty = every class in `cmdb.classes`.
+    covers: list[str] = []
+    ci_class: str = "cmdb_ci_server"  # class of a CI created from a record that names none
+    key_field: str = "object_id"  # the CMDB field holding this source's stable key
+    attempts: int = Field(default=3, ge=1, le=20)
+    timeout: Duration = timedelta(minutes=10)
+
+
+class AwsEc2Source(SourceBase):
+    kind: Literal["aws_ec2"]
+    regions: list[str] = Field(min_length=1)
+    endpoint_url: str | None = None  # a moto server in tests, a VPC endpoint in production
+    profile: str | None = None  # a named profile of the worker's AWS config (credentials never live here)
+    states: list[str] = ["pending", "running", "stopping", "stopped"]  # terminated instances are gone
+    page_size: int = Field(default=500, ge=5, le=1000)
+
+
+class KubernetesSource(SourceBase):
+    kind: Literal["kubernetes"]
+    file: str | None = None  # JSON of `kubectl get nodes -o json` saved earlier; else kubectl runs
+    kubectl: list[str] = ["kubectl"]
+    context: str | None = None
+    ci_class: str = "cmdb_ci_linux_server"
+    key_field: str = "serial_number"  # node uid
+
+    @field_validator("kubectl")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("kubectl must be a non-empty argv list")
+        return value
+
+
+class CommandSource(SourceBase):
+    kind: Literal["command"]
+    argv: list[str] = Field(min_length=1)  # never a shell string
+    items_path: str = ""  # where the list sits in the printed JSON ("" = the JSON is the list)
+    mapping: FieldMapping = FieldMapping()
+
+
+class HttpSource(SourceBase):
+    kind: Literal["http"]
+    url: str
+    items_path: str = ""
+    mapping: FieldMapping = FieldMapping()
+    headers: dict[str, str] = {}
+    bearer_token_env: str | None = None  # name of the worker's environment variable holding the token
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        # The config lands in workflow history: a credential here would be stored for the history's lifetime.
+        for name in value:
+            if name.lower() in {"authorization", "cookie", "x-api-key", "proxy-authorization"}:
+                raise ValueError(f"header {name!r} carries a credential: use bearer_token_env instead")
+        return value
+
+
+Source = Annotated[AwsEc2Source | KubernetesSource | CommandSource | HttpSource, Field(discriminator="kind")]
+
+
+# -- what to do about drift ----------------------------------------------------------------------------------------
+class CmdbScope(BaseModel):
+    """The declared CIs: which part of the CMDB this reconciliation answers for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: list[str] = ["cmdb_ci_linux_server", "cmdb_ci_server"]
+    name_prefix: str = ""  # narrows the scope to one slice (a team's, a test's)
+    # Pulled and matched (a live host with a retired CI is not "new"), but never reported missing.
+    inactive_install_status: list[str] = ["7", "100"]
+    page_size: int = Field(default=2000, ge=1, le=10000)
+
+
+class DriftMode(StrEnum):
+    REPORT = "report"  # only in the summary
+    NOTE = "note"  # append a note to the CI (note_field)
+    UPDATE = "update"  # set the CI's ip_address / os to what the source sees
+
+
+class CriticalityRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    impact: str
+    urgency: str
+
+
+class RoutingConfig(BaseModel):
+    """Criticality -> impact/urgency, and who gets the incident. Priority is never set: the instance computes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Keyed by the leading digit of busines_criticality ("1 - most critical" -> "1").
+    criticality: dict[str, CriticalityRule] = {
+        "1": CriticalityRule(impact="1", urgency="1"),
+        "2": CriticalityRule(impact="2", urgency="2"),
+        "3": CriticalityRule(impact="2", urgency="3"),
+        "4": CriticalityRule(impact="3", urgency="3"),
+    }
+    unknown: CriticalityRule = CriticalityRule(impact="3", urgency="3")  # no criticality anywhere
+    inherit_from_parents: bool = True  # a server without criticality takes its most critical application's
+    default_group: str = "Service Desk"  # when the CI has neither support_group nor managed_by_group
+
+
+class ReconcileConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[Source] = Field(min_length=1)
+    cmdb: CmdbScope = CmdbScope()
+    match_by_name: bool = True  # after the stable key, match a record to a CI by name (case-insensitive)
+    review_field: str = "u_review_needed"
+    review_value: str = "true"
+    discovery_source: str = "changeloop"  # written to discovery_source as "<this>:<source name>"
+    copy_attributes: list[str] = ["os_version", "fqdn", "serial_number", "object_id", "kernel_release"]
+    drift: DriftMode = DriftMode.REPORT
+    note_field: str = "work_notes"
+    routing: RoutingConfig = RoutingConfig()
+    batch_bytes: int = Field(default=DEFAULT_BATCH_BYTES, ge=1_000, le=200_000)
+    concurrency: int = Field(default=4, ge=1, le=32)  # ServiceNow writes in flight per batch
+    every: Duration = timedelta(days=7)  # the schedule
+    offset: Duration = timedelta(hours=98)  # intervals count from the epoch (a Thursday): +4 d 2 h = Monday 02:00 UTC
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> ReconcileConfig:
+        names = [s.name for s in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError(f"source names must be unique: {names}")
+        return self
+
+
+class ReconcileConfigError(ValueError):
+    """The reconciliation config is unusable; the message names the file, field and line."""
+
+
+def load_reconcile_config(path: Path | str | None = None) -> ReconcileConfig:
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ReconcileConfigError(f"cannot read reconciliation config {path}: {exc}") from exc
+    try:
+        return ReconcileConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = line_of(text, loc)
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(f"{path}{f':{line}' if line else ''}: {where}: {err['msg']}")
+        raise ReconcileConfigError("invalid reconciliation config:\n  " + "\n  ".join(problems)) from exc

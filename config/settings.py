@@ -1,0 +1,110 @@
+"""Process configuration: `CHANGELOOP_*` environment variables, `.env` honoured.
+
+Secrets are `SecretStr` so they never print by accident; `secret_values()` feeds the log redactor.
+Nothing here is ever passed into a workflow: workflows get IDs and ticket data, activities read secrets
+from this object in the worker's own process.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHANGELOOP_", env_file=".env", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "changeloop"
+    ui_url: str = "http://localhost:8233"
+
+    servicenow_url: str = "http://127.0.0.1:8080"
+    servicenow_username: str | None = None
+    servicenow_password: SecretStr | None = None
+    servicenow_client_id: str | None = None
+    servicenow_client_secret: SecretStr | None = None
+    # Optional URL custom field on change_request that receives the execution link (e.g. u_changeloop_execution).
+    execution_url_field: str | None = None
+
+    webhook_token: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    runbooks: Path | None = None
+    # CMDB reconciliation: its config file (default config/reconcile.yaml) and where a run keeps its scans and delta
+    # outside workflow history (shared by every worker that polls the task queue).
+    reconcile: Path | None = None
+    reconcile_state_dir: Path = Path(".changeloop/reconcile")
+
+    log_level: str = "INFO"
+
+    # -- incidents from failed workflows (activities/incidents.py, README "Incidents") --------------------------------
+    incident_default_production: bool = True  # a workflow whose runbook does not say counts as production
+    incident_default_group: str = "Service Desk"  # assignment group when a CI has no support_group/managed_by_group
+    # busines_criticality digit -> "impact/urgency", over the default table (JSON: {"3": "3/3"})
+    incident_criticality: dict[str, str] = {}
+    incident_log_lines: int = 20  # last lines of the failing step's output in the description
+    incident_resolve_wait: timedelta = timedelta(days=30)  # how long the incident workflow waits for `resolve`
+    incident_create_timeout: timedelta = timedelta(seconds=10)  # start_to_close of the create; a hang retries
+
+    # -- a real cluster or Temporal Cloud (starter/temporal.py `connect_config`) --------------------------------------
+    temporal_tls: bool = False  # TLS with the system's CA roots; implied by any of the files below or an API key
+    temporal_tls_cert: Path | None = None  # client certificate (PEM) for mTLS, with temporal_tls_key
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None  # CA that signed the server's certificate (PEM); default: system roots
+    temporal_tls_server_name: str | None = None  # SNI / name to verify when it differs from the address's host
+    temporal_api_key: SecretStr | None = None  # Temporal Cloud API key (sent as a bearer token, over TLS)
+
+    # -- workers by site (activities/sites.py) -----------------------------------------------------------------------
+    site: str | None = None  # this worker's site: `changeloop worker --site` serves <task_queue>-<site> only
+    site_field: str | None = None  # CMDB field of the CI naming its site (location, u_site); unset: no CMDB lookup
+    site_map: dict[str, str] = {}  # CI name -> site; wins over site_field (JSON in the environment)
+
+    # -- observability (ops/) ----------------------------------------------------------------------------------------
+    metrics_address: str | None = None  # worker Prometheus endpoint, e.g. 0.0.0.0:9464 (SDK + changeloop metrics)
+    health_address: str | None = None  # worker /healthz and /readyz, e.g. 0.0.0.0:9465
+
+    # -- encrypted history (ops/codec.py) ----------------------------------------------------------------------------
+    encryption: bool = False  # encrypt every payload (inputs, results, signals, failures) before it leaves
+    # "key-id:base64-of-32-bytes,older-id:base64..."; the first (or encryption_key_id) encrypts, all decrypt
+    encryption_keys: SecretStr | None = None
+    encryption_key_id: str | None = None
+    codec_tokens: SecretStr | None = None  # bearer token(s) for the shim's /codec/* (comma-separated); unset: off
+    codec_cors_origins: list[str] = []  # browser origins allowed to call /codec/*; default: UI_URL's origin
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for the log redactor. Short values are skipped: redacting 'a' would shred logs."""
+        values: list[str] = []
+        fields = (
+            "servicenow_password",
+            "servicenow_client_secret",
+            "webhook_token",
+            "slack_webhook_url",
+            "temporal_api_key",
+            "encryption_keys",
+            "codec_tokens",
+        )
+        for field in fields:
+            secret = getattr(self, field)
+            if secret is not None and len(secret.get_secret_value()) >= 4:
+                values.append(secret.get_secret_value())
+        # A list of keys or tokens leaks one item at a time: each item (a key without its id) is a secret of its own.
+        for field in ("encryption_keys", "codec_tokens"):
+            secret = getattr(self, field)
+            items = secret.get_secret_value().split(",") if secret is not None else []
+            values += [item.rpartition(":")[2].strip() for item in items if len(item.rpartition(":")[2].strip()) >= 4]
+        return sorted(set(values), key=values.index)
+
+    def execution_url(self, workflow_id: str, run_id: str | None = None) -> str:
+        """Link into the Temporal UI history of one execution; the auditor's way back from the ticket."""
+        base = self.ui_url.rstrip("/")
+        url = f"{base}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+        return f"{url}/{run_id}/history" if run_id else url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

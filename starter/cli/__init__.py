@@ -1,0 +1,1 @@
+"""`changeloop`, the command line: `starter.cli.main:app` is the console script."""

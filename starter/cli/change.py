@@ -1,0 +1,142 @@
+"""`changeloop change status|approve|reject <number>`: one change's workflow, and decisions at its approval gate."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from datetime import timedelta
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from config.settings import Settings
+from starter.cli import common
+from starter.cli.common import console, errors
+
+app = typer.Typer(help="One change's workflow: status, and decisions at its approval gate.", no_args_is_help=True)
+
+
+@app.command("status")
+def change_status(number: str = typer.Argument(..., help="Change number, e.g. CHG0030001.")) -> None:
+    """The change workflow's own view (the `status` query) plus Temporal's (describe)."""
+    common.run(_change_status(common.settings(), number))
+
+
+async def _change_status(settings: Settings, number: str) -> int:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from workflows.change.models import ChangeStatus, change_workflow_id
+    from workflows.status import QUERY_STATUS
+
+    client = await common.connect(settings, wait=0)
+    handle = client.get_workflow_handle(change_workflow_id(number))
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            errors.print(f"no workflow {handle.id} in namespace {settings.temporal_namespace}")
+            return 2
+        raise
+    try:
+        status = await handle.query(QUERY_STATUS, result_type=ChangeStatus, rpc_timeout=timedelta(seconds=5))
+    except Exception as exc:  # no worker to answer: describe alone still says a lot
+        errors.print(f"[yellow]status query unanswered ({type(exc).__name__}: {exc})[/yellow]")
+        status = None
+    state = description.status.name if description.status else "?"
+    console.print(_status_table(handle.id, state, settings.execution_url(handle.id, description.run_id), status))
+    if status is not None and status.steps:
+        console.print(_steps_table(status))
+    return 0
+
+
+def _status_table(workflow_id: str, state: str, url: str, status: Any) -> Table:
+    table = Table(title=workflow_id, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("execution", state)
+    table.add_row("link", url)
+    if status is not None:
+        gate = status.gate
+        table.add_row("phase", status.phase)
+        table.add_row("runbook", status.runbook or "-")
+        table.add_row("ticket state", status.ticket_state or "-")
+        table.add_row("step", status.step or "-")
+        table.add_row("progress", f"{status.progress.done}/{status.progress.total}")
+        decided = f" by {gate.approver}" if gate.approver else ""
+        table.add_row(
+            "approval gate", f"{gate.status.value}{decided}" + (f" (until {gate.deadline})" if gate.deadline else "")
+        )
+        if status.result is not None:
+            table.add_row("outcome", f"{status.result.outcome.value} {status.result.close_code}".strip())
+    return table
+
+
+def _steps_table(status: Any) -> Table:
+    table = Table(title="steps")
+    for column in ("step", "outcome", "started (UTC)", "ended", "last output"):
+        table.add_column(column)
+    for step in status.steps:
+        ended = step.ended_at.isoformat(timespec="seconds") if step.ended_at else ""
+        table.add_row(
+            step.name, step.outcome.value, step.started_at.isoformat(timespec="seconds"), ended, step.detail[:80]
+        )
+    return table
+
+
+def _default_approver() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return ""
+
+
+@app.command("approve")
+def change_approve(
+    number: str = typer.Argument(..., help="Change number."),
+    approver: str = typer.Option(_default_approver(), help="Who approves (recorded in the ticket)."),
+    comments: str = typer.Option("", help="Comments for the work note."),
+) -> None:
+    """Approve the change's gate through the `decide` update (validated; answers the gate state)."""
+    common.run(_decide(common.settings(), number, approver, comments, approve=True))
+
+
+@app.command("reject")
+def change_reject(
+    number: str = typer.Argument(..., help="Change number."),
+    approver: str = typer.Option(_default_approver(), help="Who rejects (recorded in the ticket)."),
+    comments: str = typer.Option("", help="Why; goes into the close notes."),
+) -> None:
+    """Reject the change's gate through the `decide` update; the change closes unsuccessful."""
+    common.run(_decide(common.settings(), number, approver, comments, approve=False))
+
+
+async def _decide(settings: Settings, number: str, approver: str, comments: str, *, approve: bool) -> int:
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from workflows.change.models import UPDATE_DECIDE, DecideInput, Decision, GateState, change_workflow_id
+
+    client = await common.connect(settings, wait=0)
+    handle = client.get_workflow_handle(change_workflow_id(number))
+    decision = DecideInput(
+        approver=approver, decision=Decision.APPROVED if approve else Decision.REJECTED, comments=comments
+    )
+    try:
+        gate = await handle.execute_update(
+            UPDATE_DECIDE, decision, result_type=GateState, rpc_timeout=timedelta(seconds=30)
+        )
+    except WorkflowUpdateFailedError as exc:
+        errors.print(f"[red]refused:[/red] {exc.cause or exc}", highlight=False)
+        return 1
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            errors.print(f"[red]refused:[/red] {handle.id} does not exist or has already closed")
+            return 2
+        raise
+    console.print(f"{handle.id}: gate {gate.status.value} by {gate.approver}", highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,61 @@
+"""What every `changeloop` command shares: the consoles, the settings, a Temporal connection that waits, and the
+runner that turns a command's coroutine into an exit code.
+
+Commands that created a Temporal client end with `os._exit(code)` after their cleanup: the SDK's core runtime can
+crash at interpreter exit in short one-shot processes (sdk-python issue 300), and an exit code of -11 after a
+successful `schedules apply` would fail a deploy script for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from config.settings import Settings, get_settings
+from ops.logs import configure_logging
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def exit_now(code: int) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(coroutine: Coroutine[Any, Any, int]) -> NoReturn:
+    """Run a command that talks to Temporal; print a failure as one red line, not a traceback; then os._exit."""
+    try:
+        code = asyncio.run(coroutine)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # the operator wants the reason, the traceback is for --log-level debug
+        errors.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        code = 1
+    exit_now(code)
+
+
+def settings() -> Settings:
+    loaded = get_settings()
+    configure_logging(loaded.secret_values(), loaded.log_level)
+    return loaded
+
+
+async def connect(config: Settings, wait: float = 30.0) -> Any:
+    """Connect, retrying for a while: in docker-compose the shim and worker may come up before Temporal."""
+    from ops.connect import connect as connect_once
+
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        try:
+            return await connect_once(config)
+        except RuntimeError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1)

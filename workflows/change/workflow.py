@@ -1,0 +1,380 @@
+"""ChangeRequestWorkflow (ID `change-<number>`): one approved change, from Scheduled to Closed.
+
+load the ticket -> resolve its runbook (none: note it and stop) -> take the ticket to Implement with the
+execution link -> approval gate for destructive runbooks -> run the runbook as a child -> close the ticket
+successful or unsuccessful. The ticket is the audit trail; this workflow's history is the execution record.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from config.runbooks import Runbook
+    from servicenow.change_request import ChangeState, CloseCode
+    from workflows import search_attributes as sa
+    from workflows.calls import Act
+    from workflows.change.models import (
+        GATE_EMPTY_APPROVER,
+        GATE_NOT_OPEN,
+        GATE_UNKNOWN_APPROVER,
+        SIGNAL_APPROVE,
+        SIGNAL_REJECT,
+        UPDATE_DECIDE,
+        ApprovalInput,
+        BeginInput,
+        BeginResult,
+        ChangeInput,
+        ChangeOutcome,
+        ChangeResult,
+        ChangeStatus,
+        ChangeTicket,
+        CloseInput,
+        DecideInput,
+        Decision,
+        GateState,
+        GateStatus,
+        NoteInput,
+    )
+    from workflows.incident.models import FailureReport, IncidentRef
+    from workflows.incident.reporting import generic_report, open_incident, step_report
+    from workflows.runbook.models import (
+        SIGNAL_STEP_PROGRESS,
+        ResolveInput,
+        RunbookChoice,
+        RunbookResult,
+        RunbookRun,
+        runbook_workflow_id,
+    )
+    from workflows.runbook.workflow import failure_message
+    from workflows.status import QUERY_STATUS, StepOutcome, StepRecord
+    from workflows.wave.models import wave_workflow_id
+
+SERVICENOW_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=["BadRequest", "Forbidden", "NotFound", "NotAuthenticated", "ChangeNotFound"],
+)
+SERVICENOW_TIMEOUT = timedelta(seconds=60)
+
+
+def _state_name(value: str) -> str:
+    return ChangeState(value).name.title() if value in ChangeState._value2member_map_ else value
+
+
+@workflow.defn(name="ChangeRequestWorkflow")
+class ChangeRequestWorkflow:
+    @workflow.init
+    def __init__(self, change: ChangeInput) -> None:
+        self._status = ChangeStatus(number=change.number, phase="loading")
+        self._runbook: Runbook | None = None
+        self._decision: DecideInput | None = None
+        self._ticket: ChangeTicket | None = None
+        self._incident_reported = False  # the failure path opened it already: the interceptor must not again
+
+    # -- messages ----------------------------------------------------------------------------------------------------
+    @workflow.query(name=QUERY_STATUS)
+    def status(self) -> ChangeStatus:
+        return self._status
+
+    @workflow.signal(name=SIGNAL_STEP_PROGRESS)
+    def step_progress(self, record: StepRecord) -> None:
+        self._status.record_step(record)
+
+    @workflow.signal(name=SIGNAL_APPROVE)
+    def approve(self, approval: ApprovalInput) -> None:
+        self._accept_signal(
+            DecideInput(approver=approval.approver, decision=Decision.APPROVED, comments=approval.comments)
+        )
+
+    @workflow.signal(name=SIGNAL_REJECT)
+    def reject(self, approval: ApprovalInput) -> None:
+        self._accept_signal(
+            DecideInput(approver=approval.approver, decision=Decision.REJECTED, comments=approval.comments)
+        )
+
+    def _accept_signal(self, decision: DecideInput) -> None:
+        # A signal cannot answer, so a refused one is only logged; callers who need an answer use `decide`.
+        problem = self._gate_problem(decision, allow_early=True)
+        if problem:
+            workflow.logger.warning("ignored %s signal: %s", decision.decision.value, problem[1])
+            return
+        self._decision = decision
+
+    @workflow.update(name=UPDATE_DECIDE)
+    async def decide(self, decision: DecideInput) -> GateState:
+        self._decision = decision
+        await workflow.wait_condition(lambda: self._status.gate.status != GateStatus.WAITING)
+        return self._status.gate
+
+    @decide.validator
+    def _validate_decide(self, decision: DecideInput) -> None:
+        problem = self._gate_problem(decision, allow_early=False)
+        if problem:
+            # The type tells callers whose fault it is (the shim maps it to 422 / 403 / 409).
+            raise ApplicationError(problem[1], type=problem[0], non_retryable=True)
+
+    def _gate_problem(self, decision: DecideInput, *, allow_early: bool) -> tuple[str, str] | None:
+        if not decision.approver.strip():
+            return GATE_EMPTY_APPROVER, "approver must not be empty"
+        gate = self._status.gate.status
+        open_states = {GateStatus.WAITING, GateStatus.PENDING} if allow_early else {GateStatus.WAITING}
+        if gate not in open_states or self._decision is not None:
+            return GATE_NOT_OPEN, f"no approval gate is open for {self._status.number} (gate: {gate.value})"
+        if self._runbook and self._runbook.approvers and decision.approver not in self._runbook.approvers:
+            return GATE_UNKNOWN_APPROVER, f"{decision.approver!r} is not an approver of runbook {self._runbook.name!r}"
+        return None
+
+    # -- the run -----------------------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, change: ChangeInput) -> ChangeResult:
+        # A `decide` update answered just before the end must get its answer, not a lost handler.
+        try:
+            result = await self._run(change)
+        except ApplicationError:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+    async def _run(self, change: ChangeInput) -> ChangeResult:
+        ticket = self._ticket = await self._activity(Act.LOAD_CHANGE, change.number, ChangeTicket)
+        self._status.ticket_state = _state_name(ticket.state)
+        self._status.phase = "resolving"
+        choice = await self._activity(
+            Act.RESOLVE_RUNBOOK, ResolveInput(template=ticket.template, category=ticket.category), RunbookChoice
+        )
+        if choice.runbook is None:
+            return await self._no_runbook(ticket)
+        runbook = self._runbook = choice.runbook
+        self._status.runbook = runbook.name
+        self._status.progress.total = len(runbook.steps)
+        if not runbook.destructive:
+            self._status.gate.status = GateStatus.NOT_REQUIRED
+        workflow.upsert_search_attributes(
+            [
+                sa.CHANGE_NUMBER.value_set(ticket.number),
+                sa.RUNBOOK.value_set(runbook.name),
+                sa.CMDB_CI.value_set([ticket.cmdb_ci_name] if ticket.cmdb_ci_name else []),
+            ]
+        )
+
+        self._status.phase = "starting"
+        begun = await self._activity(
+            Act.BEGIN_IMPLEMENTATION, BeginInput(ticket=ticket, runbook=runbook.name), BeginResult
+        )
+        self._set_ticket_state(ChangeState.IMPLEMENT)
+
+        if runbook.destructive and not await self._approval_gate(ticket, runbook):
+            return await self._close_unapproved(ticket, runbook, begun.execution_url)
+
+        self._status.phase = "running"
+        try:
+            result = await workflow.execute_child_workflow(
+                "RunbookWorkflow" if runbook.workflow == "steps" else runbook.workflow,
+                RunbookRun(
+                    runbook=runbook,
+                    variables=self._variables(ticket, runbook),
+                    change_number=ticket.number,
+                    change_sys_id=ticket.sys_id,
+                    report_to=workflow.info().workflow_id,
+                ),
+                id=self._child_id(runbook, ticket.number),
+                result_type=RunbookResult,
+                execution_timeout=runbook.timeout,
+            )
+        except ChildWorkflowError as error:
+            return await self._close_failed(ticket, runbook, begun.execution_url, error)
+        return await self._close_succeeded(ticket, runbook, begun.execution_url, result)
+
+    # -- pieces ------------------------------------------------------------------------------------------------------
+    async def _activity(self, name: str, arg: object, result_type: type | None = None) -> Any:
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=SERVICENOW_TIMEOUT,
+            retry_policy=SERVICENOW_RETRY,
+        )
+
+    async def _note(self, ticket: ChangeTicket, text: str) -> None:
+        await self._activity(Act.ADD_WORK_NOTE, NoteInput(sys_id=ticket.sys_id, text=text))
+
+    def _set_ticket_state(self, state: ChangeState) -> None:
+        self._status.ticket_state = _state_name(state.value)
+        workflow.upsert_search_attributes([sa.TICKET_STATE.value_set(self._status.ticket_state)])
+
+    @staticmethod
+    def _variables(ticket: ChangeTicket, runbook: Runbook) -> dict[str, str]:
+        return runbook.params | {"host": ticket.cmdb_ci_name, "change": ticket.number}
+
+    async def _no_runbook(self, ticket: ChangeTicket) -> ChangeResult:
+        what = f"template '{ticket.template}'" if ticket.template else "no template"
+        what += f", category '{ticket.category}'" if ticket.category else ""
+        await self._note(
+            ticket,
+            f"changeloop: no runbook for {what}. Nothing was run; this change is left for a human. "
+            f"(Execution {workflow.info().workflow_id})",
+        )
+        return self._finish(ChangeResult(number=ticket.number, outcome=ChangeOutcome.NO_RUNBOOK))
+
+    async def _approval_gate(self, ticket: ChangeTicket, runbook: Runbook) -> bool:
+        gate = self._status.gate
+        gate.status = GateStatus.WAITING
+        gate.opened_at = workflow.now()
+        gate.deadline = gate.opened_at + runbook.approval_timeout
+        self._status.phase = "awaiting_approval"
+        who = ", ".join(runbook.approvers) if runbook.approvers else "any approver"
+        await self._note(
+            ticket,
+            f"Waiting for approval: runbook '{runbook.name}' is destructive. Approve or reject ({who}) with "
+            f"`changeloop change approve {ticket.number}`, the ServiceNow approval, or "
+            f"`temporal workflow update execute --workflow-id {workflow.info().workflow_id} --name decide`. "
+            f"Deadline {gate.deadline:%Y-%m-%d %H:%M:%S} UTC.",
+        )
+        try:
+            await workflow.wait_condition(lambda: self._decision is not None, timeout=runbook.approval_timeout)
+        except TimeoutError:
+            gate.status = GateStatus.TIMED_OUT
+            gate.decided_at = workflow.now()
+            return False
+        assert self._decision is not None
+        gate.approver, gate.comments, gate.decided_at = self._decision.approver, self._decision.comments, workflow.now()
+        gate.status = GateStatus.APPROVED if self._decision.decision == Decision.APPROVED else GateStatus.REJECTED
+        comments = f": {gate.comments}" if gate.comments else ""
+        await self._note(
+            ticket,
+            f"{gate.status.value.title()} by {gate.approver} at {gate.decided_at:%Y-%m-%d %H:%M:%S} UTC{comments}",
+        )
+        return gate.status == GateStatus.APPROVED
+
+    async def _close(self, ticket: ChangeTicket, code: CloseCode, notes: str) -> None:
+        self._status.phase = "closing"
+        await self._activity(Act.CLOSE_CHANGE, CloseInput(ticket=ticket, close_code=code.value, close_notes=notes))
+        self._set_ticket_state(ChangeState.CLOSED)
+
+    def _finish(self, result: ChangeResult) -> ChangeResult:
+        self._status.phase = "done"
+        self._status.result = result
+        return result
+
+    async def _close_unapproved(self, ticket: ChangeTicket, runbook: Runbook, url: str) -> ChangeResult:
+        gate = self._status.gate
+        if gate.status == GateStatus.TIMED_OUT:
+            reason = f"no approval within {runbook.approval_timeout} for destructive runbook '{runbook.name}'"
+            outcome = ChangeOutcome.APPROVAL_TIMED_OUT
+        else:
+            reason = f"rejected by {gate.approver}" + (f": {gate.comments}" if gate.comments else "")
+            outcome = ChangeOutcome.REJECTED
+        notes = f"Not implemented: {reason}. Nothing was run.\nExecution: {url}"
+        await self._close(ticket, CloseCode.UNSUCCESSFUL, notes)
+        return self._finish(
+            ChangeResult(
+                number=ticket.number,
+                outcome=outcome,
+                close_code=CloseCode.UNSUCCESSFUL.value,
+                close_notes=notes,
+                runbook=runbook.name,
+                error=reason,
+            )
+        )
+
+    async def _close_succeeded(
+        self, ticket: ChangeTicket, runbook: Runbook, url: str, result: RunbookResult
+    ) -> ChangeResult:
+        if result.summary:
+            lines = [result.summary]
+        else:
+            lines = [f"Runbook '{runbook.name}' completed: {len(result.steps)} step(s) succeeded."]
+            lines += [f"- {s.name} ({self._seconds(s):.1f} s)" for s in result.steps]
+        lines.append(f"Execution: {url}")
+        notes = "\n".join(lines)
+        # A wave with hosts rolled back still succeeded, with issues: the runbook says so through close_code.
+        code = CloseCode(result.close_code) if result.close_code else CloseCode.SUCCESSFUL
+        await self._close(ticket, code, notes)
+        return self._finish(
+            ChangeResult(
+                number=ticket.number,
+                outcome=ChangeOutcome.SUCCESSFUL,
+                close_code=code.value,
+                close_notes=notes,
+                runbook=runbook.name,
+                steps=result.steps,
+            )
+        )
+
+    async def _close_failed(
+        self, ticket: ChangeTicket, runbook: Runbook, url: str, error: ChildWorkflowError
+    ) -> ChangeResult:
+        failed = next((s for s in self._status.steps if s.outcome == StepOutcome.FAILED), None)
+        step = failed.name if failed else self._status.step
+        message = failed.detail if failed else failure_message(error.cause or error)
+        notes = f"Runbook '{runbook.name}' failed at step '{step}': {message}\nExecution: {url}"
+        # Opened before closing, so the close notes can name it (the interceptor would only see the raise).
+        incident = await self._open_incident(runbook, failed, error)
+        if incident is not None and incident.number:
+            notes += f"\nIncident: {incident.number} {incident.url}"
+        elif incident is not None:
+            notes += f"\nIncident: being opened by {incident.workflow_id}"
+        await self._close(ticket, CloseCode.UNSUCCESSFUL, notes)
+        self._finish(
+            ChangeResult(
+                number=ticket.number,
+                outcome=ChangeOutcome.UNSUCCESSFUL,
+                close_code=CloseCode.UNSUCCESSFUL.value,
+                close_notes=notes,
+                runbook=runbook.name,
+                steps=self._status.steps,
+                failed_step=step,
+                error=message,
+                incident=incident.number if incident else "",
+            )
+        )
+        named = f" (incident {incident.number})" if incident and incident.number else ""
+        # The execution itself fails, so the UI, `temporal workflow list` and the incident path all see it.
+        raise ApplicationError(
+            f"{ticket.number}: runbook '{runbook.name}' failed at step '{step}': {message}{named}",
+            self._status.result.model_dump(mode="json") if self._status.result else None,
+            type="RunbookFailed",
+            non_retryable=True,
+        )
+
+    # -- incidents ---------------------------------------------------------------------------------------------------
+    async def _open_incident(
+        self, runbook: Runbook, failed: StepRecord | None, error: ChildWorkflowError
+    ) -> IncidentRef | None:
+        self._incident_reported = True
+        return await open_incident(step_report(failed, error, **self._change_fields(runbook)))
+
+    def _change_fields(self, runbook: Runbook | None) -> dict[str, object]:
+        ticket = self._ticket
+        return {
+            "production": runbook.production if runbook else None,
+            "change_number": self._status.number,
+            "change_sys_id": ticket.sys_id if ticket else "",
+            "ci_sys_ids": [ticket.cmdb_ci] if ticket and ticket.cmdb_ci else [],
+            "ci_names": [ticket.cmdb_ci_name] if ticket and ticket.cmdb_ci_name else [],
+        }
+
+    def failure_report(self, error: BaseException) -> FailureReport | None:
+        """For the interceptor: a failure outside the runbook (a ticket write refused, ...) is reported with the
+        change's CIs; a runbook failure was reported by `_close_failed` already."""
+        if self._incident_reported:
+            return None
+        report = generic_report(error).model_copy(update=self._change_fields(self._runbook))
+        report.step = report.step or f"({self._status.phase})"
+        return report
+
+    @staticmethod
+    def _child_id(runbook: Runbook, number: str) -> str:
+        # DESIGN.md §4: a patch wave is `wave-<number>`, whatever runs it; other runbooks keep `runbook-<number>`.
+        return wave_workflow_id(number) if runbook.workflow == "PatchWaveWorkflow" else runbook_workflow_id(number)
+
+    @staticmethod
+    def _seconds(step: StepRecord) -> float:
+        return ((step.ended_at or step.started_at) - step.started_at).total_seconds()

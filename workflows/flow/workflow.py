@@ -1,0 +1,101 @@
+"""FlowRunWorkflow (ID `flow-<flow>-<key>`): a registry runbook started through `POST /api/flows/{flow}/run`.
+
+Runs the runbook as a child (no ticket to write to), then, when the caller gave a callback URL, posts the result
+there. The callback is an activity with retries, so a receiver that is down for a while still gets its answer.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from config.runbooks import Runbook
+    from workflows.calls import Act
+    from workflows.flow.models import CallbackInput, FlowName, FlowRun
+    from workflows.incident.models import FailureReport
+    from workflows.incident.reporting import step_report
+    from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookChoice, RunbookResult, RunbookRun, RunbookStatus
+    from workflows.runbook.workflow import failure_message
+    from workflows.status import QUERY_STATUS, Progress, StepOutcome, StepRecord
+
+CALLBACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=20,
+    non_retryable_error_types=["CallbackRefused"],
+)
+
+
+@workflow.defn(name="FlowRunWorkflow")
+class FlowRunWorkflow:
+    @workflow.init
+    def __init__(self, run: FlowRun) -> None:
+        self._status = RunbookStatus(runbook=run.flow)
+        self._run = run
+        self._book: Runbook | None = None
+
+    @workflow.query(name=QUERY_STATUS)
+    def status(self) -> RunbookStatus:
+        return self._status
+
+    @workflow.signal(name=SIGNAL_STEP_PROGRESS)
+    def step_progress(self, record: StepRecord) -> None:
+        self._status.record_step(record)
+
+    def failure_report(self, error: BaseException) -> FailureReport | None:
+        """For the incident path: the runbook's production flag, the failed step, the host the run was given."""
+        failed = next((s for s in self._status.steps if s.outcome == StepOutcome.FAILED), None)
+        host = self._run.inputs.get("host", "")
+        production = self._book.production if self._book else None
+        return step_report(failed, error, production=production, ci_names=[host] if host else [])
+
+    @workflow.run
+    async def run(self, run: FlowRun) -> RunbookResult:
+        runbook = await workflow.execute_activity(
+            Act.RESOLVE_FLOW,
+            FlowName(flow=run.flow),
+            result_type=RunbookChoice,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        if runbook.runbook is None:
+            raise ApplicationError(f"unknown flow {run.flow!r}", type="UnknownFlow", non_retryable=True)
+        book = self._book = runbook.runbook
+        self._status.progress = Progress(total=len(book.steps))
+        try:
+            result = await workflow.execute_child_workflow(
+                "RunbookWorkflow" if book.workflow == "steps" else book.workflow,
+                RunbookRun(runbook=book, variables=book.params | run.inputs, report_to=workflow.info().workflow_id),
+                id=f"{workflow.info().workflow_id}-runbook",
+                result_type=RunbookResult,
+                execution_timeout=book.timeout,
+            )
+        except ChildWorkflowError as error:
+            failed = next((s for s in self._status.steps if s.outcome == StepOutcome.FAILED), None)
+            result = RunbookResult(
+                runbook=book.name,
+                succeeded=False,
+                steps=self._status.steps,
+                failed_step=failed.name if failed else self._status.step,
+                error=failed.detail if failed else failure_message(error.cause or error),
+            )
+        self._status.result = result
+        if run.callback_url:
+            payload = {"executionId": workflow.info().workflow_id, "flow": run.flow} | result.model_dump(mode="json")
+            await workflow.execute_activity(
+                Act.POST_CALLBACK,
+                CallbackInput(url=run.callback_url, payload=payload),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=CALLBACK_RETRY,
+            )
+        if not result.succeeded:
+            raise ApplicationError(
+                f"flow {run.flow!r} failed at step {result.failed_step!r}: {result.error}",
+                result.model_dump(mode="json"),
+                type="RunbookFailed",
+                non_retryable=True,
+            )
+        return result

@@ -1,0 +1,240 @@
+"""OpenIncidentWorkflow (ID `incident-for-<failed workflow id>`): one incident per failure, until it is resolved.
+
+Started as an abandoned child of the failed workflow (so it outlives it): asks the worker's policy whether this
+workflow type counts as production, finds the impacted CIs and their routing in the CMDB, creates the incident (or
+finds the open one with the same correlation_id), tells the failed workflow its number, notes it on the change and
+in Slack, then waits durably (days) for `resolve` - a signal or a validated update - and resolves the incident with
+close notes naming the execution that fixed it.
+
+The deterministic ID is what makes a second report of the same failure harmless: the server refuses a second start
+while this one runs, and the reporter asks this one for the number instead (`report_to`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.calls import Act, IncidentAct
+    from workflows.change.models import NoteInput
+    from workflows.incident.models import (
+        RESOLVE_NO_RESOLVER,
+        RESOLVE_NOT_OPEN,
+        RESOLVE_WRONG_INCIDENT,
+        SIGNAL_INCIDENT_OPENED,
+        SIGNAL_REPORT_TO,
+        SIGNAL_RESOLVE,
+        UPDATE_RESOLVE,
+        Impact,
+        ImpactInput,
+        IncidentPhase,
+        IncidentPolicy,
+        IncidentRef,
+        IncidentRequest,
+        IncidentStatus,
+        OpenIncidentInput,
+        PolicyInput,
+        ResolveIncident,
+        ResolveRecordInput,
+        SlackInput,
+    )
+    from workflows.status import QUERY_STATUS
+
+SERVICENOW_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=["BadRequest", "Forbidden", "NotFound", "NotAuthenticated"],
+)
+SLACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=5
+)
+OPEN_PHASES = {IncidentPhase.OPENING, IncidentPhase.OPEN}
+
+
+@workflow.defn(name="OpenIncidentWorkflow")
+class OpenIncidentWorkflow:
+    @workflow.init
+    def __init__(self, request: IncidentRequest) -> None:
+        self._status = IncidentStatus(failed_workflow_id=request.failed_workflow_id)
+        self._resolution: ResolveIncident | None = None
+        self._waiting: list[str] = [request.report_to] if request.report_to else []
+
+    # -- messages ----------------------------------------------------------------------------------------------------
+    @workflow.query(name=QUERY_STATUS)
+    def status(self) -> IncidentStatus:
+        return self._status
+
+    @workflow.signal(name=SIGNAL_REPORT_TO)
+    def report_to(self, workflow_id: str) -> None:
+        """Another report of the same failure: it gets the number of this incident rather than a second one."""
+        self._waiting.append(workflow_id)
+
+    @workflow.signal(name=SIGNAL_RESOLVE)
+    def resolve_signal(self, resolution: ResolveIncident) -> None:
+        # A signal cannot answer; a refused one is logged. Callers who need the answer use the update.
+        problem = self._resolve_problem(resolution)
+        if problem:
+            workflow.logger.warning("ignored resolve signal: %s", problem[1])
+            return
+        self._resolution = resolution
+
+    @workflow.update(name=UPDATE_RESOLVE)
+    async def resolve(self, resolution: ResolveIncident) -> IncidentStatus:
+        self._resolution = resolution
+        await workflow.wait_condition(lambda: self._status.phase not in (*OPEN_PHASES, IncidentPhase.RESOLVING))
+        return self._status
+
+    @resolve.validator
+    def _validate_resolve(self, resolution: ResolveIncident) -> None:
+        problem = self._resolve_problem(resolution)
+        if problem:
+            raise ApplicationError(problem[1], type=problem[0], non_retryable=True)
+
+    def _resolve_problem(self, resolution: ResolveIncident) -> tuple[str, str] | None:
+        if not resolution.resolved_by.strip():
+            return RESOLVE_NO_RESOLVER, "resolved_by must not be empty"
+        if self._status.phase not in OPEN_PHASES or self._resolution is not None:
+            return RESOLVE_NOT_OPEN, f"the incident for {self._status.failed_workflow_id} is {self._status.phase.value}"
+        incident = self._status.incident
+        if resolution.number and incident and resolution.number != incident.number:
+            return RESOLVE_WRONG_INCIDENT, f"this workflow tracks {incident.number}, not {resolution.number}"
+        return None
+
+    # -- the run -----------------------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, request: IncidentRequest) -> IncidentStatus:
+        policy = await self._activity(
+            IncidentAct.POLICY,
+            PolicyInput(workflow_type=request.workflow_type, production=request.production),
+            IncidentPolicy,
+        )
+        if not policy.open:
+            self._status.phase, self._status.reason = IncidentPhase.NOT_OPENED, policy.reason
+            await self._tell(IncidentRef(workflow_id=workflow.info().workflow_id))
+            return await self._finish()
+        impact = await self._activity(
+            IncidentAct.IMPACT,
+            ImpactInput(
+                ci_sys_ids=request.ci_sys_ids,
+                ci_names=request.ci_names,
+                change_number=request.change_number,
+                change_sys_id=request.change_sys_id,
+            ),
+            Impact,
+        )
+        # Shorter than the instance's worst hang: a create whose answer is late is retried, and the retry finds it.
+        incident = await self._activity(
+            IncidentAct.OPEN,
+            OpenIncidentInput(request=request, impact=impact, log_lines=policy.log_lines),
+            IncidentRef,
+            within=policy.create_timeout,
+        )
+        self._status.incident, self._status.phase = incident, IncidentPhase.OPEN
+        self._status.opened_at = workflow.now()
+        self._status.resolve_by = self._status.opened_at + policy.resolve_wait
+        await self._tell(incident)
+        if impact.change_sys_id:
+            await self._note_change(impact.change_sys_id, incident, request)
+        await self._slack(incident, request)
+        await self._await_resolution(request, policy)
+        return await self._finish()
+
+    async def _await_resolution(self, request: IncidentRequest, policy: IncidentPolicy) -> None:
+        # While waiting, a late second report still gets the number.
+        incident = self._status.incident
+        assert incident is not None
+        try:
+            while True:
+                await workflow.wait_condition(
+                    lambda: self._resolution is not None or bool(self._waiting), timeout=self._remaining(policy)
+                )
+                if self._resolution is not None:
+                    break
+                await self._tell(incident)
+        except TimeoutError:
+            self._status.phase = IncidentPhase.WAIT_EXPIRED
+            self._status.reason = f"not resolved through changeloop within {policy.resolve_wait}; left open"
+            return
+        resolution = self._resolution
+        self._status.phase = IncidentPhase.RESOLVING
+        notes = self._close_notes(request, resolution)
+        await self._activity(
+            IncidentAct.RESOLVE,
+            ResolveRecordInput(sys_id=incident.sys_id, close_code=resolution.close_code, close_notes=notes),
+            str,
+        )
+        self._status.resolution, self._status.close_notes = resolution, notes
+        self._status.resolved_at, self._status.phase = workflow.now(), IncidentPhase.RESOLVED
+
+    def _remaining(self, policy: IncidentPolicy) -> timedelta:
+        deadline = self._status.resolve_by or workflow.now() + policy.resolve_wait
+        return max(deadline - workflow.now(), timedelta(seconds=1))
+
+    @staticmethod
+    def _close_notes(request: IncidentRequest, resolution: ResolveIncident) -> str:
+        fixed = f"Fixed by execution {resolution.fixed_by}." if resolution.fixed_by else "No fixing execution named."
+        lines = [
+            f"Resolved by {resolution.resolved_by} through changeloop execution {workflow.info().workflow_id}. {fixed}",
+            f"Failed execution: {request.failed_workflow_id}"
+            + (f" ({request.change_number})" if request.change_number else ""),
+        ]
+        if resolution.close_notes:
+            lines.append(resolution.close_notes)
+        return "\n".join(lines)
+
+    # -- pieces ------------------------------------------------------------------------------------------------------
+    async def _activity(self, name: str, arg: object, result_type: type, within: timedelta | None = None) -> Any:
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=within or timedelta(seconds=60),
+            retry_policy=SERVICENOW_RETRY,
+        )
+
+    async def _tell(self, incident: IncidentRef) -> None:
+        """The failed workflow (and any later reporter) learns the number; one that has closed meanwhile is skipped."""
+        waiting, self._waiting = self._waiting, []
+        for workflow_id in dict.fromkeys(waiting):
+            try:
+                await workflow.get_external_workflow_handle(workflow_id).signal(SIGNAL_INCIDENT_OPENED, incident)
+            except Exception as error:
+                workflow.logger.info("could not tell %s about %s: %s", workflow_id, incident.number, error)
+
+    async def _note_change(self, change_sys_id: str, incident: IncidentRef, request: IncidentRequest) -> None:
+        text = (
+            f"changeloop opened incident {incident.number} for this failure"
+            + (f" (step '{request.step}')" if request.step else "")
+            + f": {incident.url}\nAssigned to {incident.assignment_group or 'no group'}, "
+            f"impact {incident.impact} / urgency {incident.urgency}. Incident workflow: {workflow.info().workflow_id}"
+        )
+        await self._activity(Act.ADD_WORK_NOTE, NoteInput(sys_id=change_sys_id, text=text), type(None))
+
+    async def _slack(self, incident: IncidentRef, request: IncidentRequest) -> None:
+        try:
+            self._status.slack = str(
+                await workflow.execute_activity(
+                    IncidentAct.SLACK,
+                    SlackInput(
+                        incident=incident,
+                        failed_workflow_id=request.failed_workflow_id,
+                        failed_run_id=request.failed_run_id,
+                        workflow_type=request.workflow_type,
+                        step=request.step,
+                    ),
+                    result_type=str,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=SLACK_RETRY,
+                )
+            )
+        except ActivityError as error:  # Slack is a courtesy: the incident is what counts
+            self._status.slack = f"failed: {error.cause or error}"
+
+    async def _finish(self) -> IncidentStatus:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status

@@ -1,0 +1,187 @@
+"""The reconciliation workflow's contract: its input and summary, and the small activity payloads.
+
+A run's configuration (config/reconcile.py) travels in its input, so one execution's history says which sources it
+trusted and how. Inventories and the CMDB pull never travel: only counts, references to a run's stored scan and,
+batch by batch, the delta.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from config.reconcile import CmdbScope, ReconcileConfig, Source
+
+RECONCILE_SCHEDULE = "changeloop-reconcile"
+
+
+SAMPLE_LIMIT = 25  # names listed per category in a summary; the counts are always complete
+
+
+def reconcile_workflow_id(date: str, *, dry_run: bool = False) -> str:
+    """`reconcile-<date>` (DESIGN.md §4); a dry run gets its own ID so it never blocks or hides a real run."""
+    return f"reconcile-{date}" + ("-dry-run" if dry_run else "")
+
+
+class InventoryRecord(BaseModel):
+    """One live resource, the same shape whatever source saw it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    ci_class: str = Field(alias="class")
+    key: str
+    ip: str = ""
+    os: str = ""
+    source: str
+    attributes: dict[str, str] = {}
+
+
+class ReconcileInput(BaseModel):
+    config: ReconcileConfig
+    dry_run: bool = False
+
+
+# -- activity payloads ---------------------------------------------------------------------------------------------
+class ScanRequest(BaseModel):
+    source: Source
+
+
+class ScanReport(BaseModel):
+    source: str
+    kind: str
+    ok: bool
+    records: int = 0
+    error: str = ""
+
+
+class PullRequest(BaseModel):
+    scope: CmdbScope
+    key_fields: list[str]
+
+
+class PullReport(BaseModel):
+    cis: int
+    by_class: dict[str, int] = {}
+
+
+class DiffRequest(BaseModel):
+    config: ReconcileConfig
+    scans: list[ScanReport]
+
+
+class Tally(BaseModel):
+    """One row of the summary: what one source saw of one class."""
+
+    source: str
+    ci_class: str
+    scanned: int = 0
+    matched: int = 0
+    new: int = 0  # live, not in the CMDB
+    missing: int = 0  # in the CMDB, not live
+    unknown: int = 0  # in the CMDB, its source failed
+    drifted: int = 0
+    created: int = 0
+    incidents: int = 0
+
+
+class DiffReport(BaseModel):
+    tallies: list[Tally] = []
+    batches: int = 0
+    new: list[str] = []  # samples (SAMPLE_LIMIT), names
+    missing: list[str] = []
+    unknown: list[str] = []
+    drifted: list[str] = []
+    unknown_total: int = 0
+    not_covered: int = 0  # declared CIs of a class no source covers
+
+
+class NewCi(BaseModel):
+    record: InventoryRecord
+    key_field: str
+
+
+class MissingCi(BaseModel):
+    sys_id: str
+    name: str
+    ci_class: str
+    sources: list[str]  # the sources that scanned fine and did not see it
+    busines_criticality: str = ""
+    support_group: str = ""
+    managed_by_group: str = ""
+
+
+class DriftedCi(BaseModel):
+    sys_id: str
+    name: str
+    ci_class: str
+    source: str
+    changes: dict[str, tuple[str, str]]  # CI field -> (CMDB value, live value)
+
+
+class DeltaBatch(BaseModel):
+    index: int
+    new: list[NewCi] = []
+    missing: list[MissingCi] = []
+    drifted: list[DriftedCi] = []
+
+
+class ApplyRequest(BaseModel):
+    batch: DeltaBatch
+    config: ReconcileConfig
+
+
+class Created(BaseModel):
+    name: str
+    sys_id: str
+    source: str
+    ci_class: str
+
+
+class Opened(BaseModel):
+    number: str
+    ci: str
+    source: str
+    ci_class: str
+    assignment_group: str = ""
+
+
+class BatchOutcome(BaseModel):
+    created: list[Created] = []
+    already_in_cmdb: int = 0  # found by key at write time (a re-run, or a retried create)
+    incidents: list[Opened] = []
+    incidents_already_open: int = 0
+    drift_written: int = 0
+    failed: list[str] = []  # items the instance refused (400/403/404): "name: reason"
+
+
+class ReconcileStatus(BaseModel):
+    """Answer of the `status` query."""
+
+    phase: str = "scanning"  # scanning | pulling | diffing | applying | reporting | done
+    batches_done: int = 0
+    batches_total: int = 0
+
+
+class ReconcileSummary(BaseModel):
+    """The workflow's result and the Slack message's content."""
+
+    run: str
+    dry_run: bool
+    sources: list[ScanReport] = []
+    cmdb_cis: int = 0
+    tallies: list[Tally] = []
+    created: list[str] = []  # samples: "name (sys_id)"
+    incidents: list[str] = []  # samples: "INC… for name"
+    unknown: list[str] = []
+    missing: list[str] = []
+    new: list[str] = []
+    drifted: list[str] = []
+    created_total: int = 0
+    already_in_cmdb: int = 0
+    incidents_total: int = 0
+    incidents_already_open: int = 0
+    unknown_total: int = 0
+    drift_written: int = 0
+    failed: list[str] = []
+    batches: int = 0
+    slack: str = ""  # "posted", "not configured" or the failure

@@ -1,0 +1,121 @@
+"""PatchHostWorkflow (ID `patch-<number>-<ci>`): snapshot -> patch -> health check, rollback on failure.
+
+One host's outcome is a result, never an exception: a patch that fails or a host that comes back unhealthy is
+rolled back to the snapshot and reported `rolled_back`; a host that cannot even be snapshotted (unreachable) or
+cannot be rolled back is reported `failed`. The wave hears about it through the `host_done` signal, because the
+wave continues as new and cannot await children that an earlier run started.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.calls import WaveAct
+    from workflows.status import QUERY_STATUS
+    from workflows.wave.models import (
+        HOST_NON_RETRYABLE,
+        SIGNAL_HOST_DONE,
+        HostOpInput,
+        HostOpResult,
+        HostOutcome,
+        HostReport,
+        HostStatus,
+        PatchHostInput,
+    )
+
+
+class HostStepFailed(Exception):
+    """An operation failed after its retries; `message` is the host's own words."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"{step} failed: {message}")
+        self.step = step
+
+
+@workflow.defn(name="PatchHostWorkflow")
+class PatchHostWorkflow:
+    @workflow.init
+    def __init__(self, job: PatchHostInput) -> None:
+        self._status = HostStatus(ci=job.ci.name)
+
+    @workflow.query(name=QUERY_STATUS)
+    def status(self) -> HostStatus:
+        return self._status
+
+    @workflow.run
+    async def run(self, job: PatchHostInput) -> HostReport:
+        started = workflow.now()
+        report = await self._patch(job)
+        report.started_at, report.ended_at = started, workflow.now()
+        self._status.report, self._status.step = report, ""
+        if job.report_to:
+            try:
+                await workflow.get_external_workflow_handle(job.report_to).signal(SIGNAL_HOST_DONE, report)
+            except Exception as error:  # the wave is gone (timed out, terminated): the result still stands
+                workflow.logger.warning("could not report %s to %s: %s", job.ci.name, job.report_to, error)
+        return report
+
+    async def _patch(self, job: PatchHostInput) -> HostReport:
+        name = job.ci.name
+        try:
+            snapshot = await self._op(job, WaveAct.HOST_SNAPSHOT, "snapshot", label=job.change_number)
+        except HostStepFailed as error:
+            return HostReport(ci=name, outcome=HostOutcome.FAILED, detail=f"{error}; host left untouched")
+        try:
+            patched = await self._op(job, WaveAct.HOST_PATCH, "patch", level=job.target_level)
+        except HostStepFailed as error:
+            return await self._rollback(job, snapshot, str(error))
+        try:
+            health = await self._op(job, WaveAct.HOST_HEALTH_CHECK, "health check")
+            problem = "" if health.healthy else f"health check failed after patch: {health.message or 'unhealthy'}"
+        except HostStepFailed as error:
+            problem = str(error)
+        if not problem:
+            detail = patched.message if patched.changed else f"already at {patched.level}: nothing to do (no-op)"
+            return HostReport(ci=name, outcome=HostOutcome.PATCHED, detail=detail, changed=patched.changed)
+        if not patched.changed:
+            # This wave changed nothing, so a rollback would undo someone else's work.
+            return HostReport(ci=name, outcome=HostOutcome.FAILED, detail=f"{problem}; host was already at target")
+        return await self._rollback(job, snapshot, problem)
+
+    async def _rollback(self, job: PatchHostInput, snapshot: HostOpResult, reason: str) -> HostReport:
+        name = job.ci.name
+        try:
+            await self._op(job, WaveAct.HOST_ROLLBACK, "rollback", snapshot_id=snapshot.snapshot_id)
+        except HostStepFailed as error:
+            return HostReport(ci=name, outcome=HostOutcome.FAILED, detail=f"{reason}; {error}: needs a human")
+        detail = f"{reason}; rolled back to {snapshot.snapshot_id}"
+        return HostReport(ci=name, outcome=HostOutcome.ROLLED_BACK, detail=detail, changed=True)
+
+    async def _op(self, job: PatchHostInput, activity: str, step: str, **fields: str) -> HostOpResult:
+        self._status.step = step
+        try:
+            result: HostOpResult = await workflow.execute_activity(
+                activity,
+                HostOpInput(ci=job.ci, change_number=job.change_number, **fields),
+                result_type=HostOpResult,
+                task_queue=job.ci.task_queue or None,  # the site worker of the host (workflows/sites.py)
+                start_to_close_timeout=job.ops.timeout,
+                heartbeat_timeout=job.ops.heartbeat_timeout,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=job.ops.retries + 1,
+                    initial_interval=timedelta(seconds=1),
+                    non_retryable_error_types=HOST_NON_RETRYABLE,
+                ),
+            )
+        except ActivityError as error:
+            raise HostStepFailed(step, _host_words(error)) from error
+        self._status.done.append(step)
+        return result
+
+
+def _host_words(error: BaseException) -> str:
+    """The innermost message without its error type: it goes into the ticket, for people."""
+    while isinstance(error, ActivityError) and error.cause is not None:
+        error = error.cause
+    return error.message if isinstance(error, ApplicationError) else str(error)

@@ -1,0 +1,358 @@
+"""PatchWaveWorkflow (ID `wave-<number>`): patch every CI the CMDB relates to an application, host by host.
+
+The shape is Temporal's sliding-window batch: one PatchHostWorkflow child per CI (`patch-<number>-<ci>`), at most
+`max_parallel` at once, each reporting back with a `host_done` signal; the CMDB is read one keyset page per run and
+the wave continues as new after each page, carrying a compact state (one state per CI), so a 10,000-CI wave keeps
+every run's history bounded. Children are abandoned, not cancelled, when a run closes: that is what lets them
+outlive the run that started them - and a host half-way through a patch finishes its rollback either way.
+
+Optional canary: the first `canary` CIs run first; if any of them is not patched, nothing else starts. Failure
+budget: once more than `failure_budget_percent` of the installed CIs failed or were rolled back, no new host
+starts. Hosts not started are reported "not attempted". Started as a change's runbook (a RunbookRun, params
+in the registry) it returns close_code successful / successful_issues, or fails so the change closes unsuccessful.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from config.runbooks import WaveParams
+    from workflows import search_attributes as sa
+    from workflows.calls import Act, WaveAct
+    from workflows.change.models import NoteInput
+    from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookResult
+    from workflows.runbook.workflow import failure_message
+    from workflows.status import QUERY_STATUS, StepOutcome, StepRecord
+    from workflows.wave import report
+    from workflows.wave.models import (
+        SIGNAL_HOST_DONE,
+        CiRef,
+        CiState,
+        HostOps,
+        HostOutcome,
+        HostReport,
+        PageInput,
+        PatchHostInput,
+        PlanInput,
+        WavePage,
+        WavePlan,
+        WaveRun,
+        WaveState,
+        WaveStatus,
+        patch_host_workflow_id,
+    )
+
+SERVICENOW_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["BadRequest", "Forbidden", "NotFound", "NotAuthenticated", "ApplicationNotFound"],
+)
+FAILURES = (CiState.ROLLED_BACK, CiState.FAILED)
+
+
+@workflow.defn(name="PatchWaveWorkflow")
+class PatchWaveWorkflow:
+    @workflow.init
+    def __init__(self, run: WaveRun) -> None:
+        self._run = run
+        self._state = run.state or WaveState()
+        self._params_error = ""
+        try:
+            self._params = WaveParams.model_validate(run.runbook.params)
+        except ValidationError as error:
+            self._params, self._params_error = WaveParams(), str(error)
+        # Derived counters, rebuilt from the carried state in each run: cheap window and budget checks.
+        self._running = sum(1 for s in self._state.states.values() if s == CiState.RUNNING)
+        self._failures = sum(1 for s in self._state.states.values() if s in FAILURES)
+        self._wakeups = 0
+        self._starting = 0  # child starts issued but not yet accepted by the server
+        self._phase = "planning" if self._state.plan is None else "rolling"
+
+    # -- messages ----------------------------------------------------------------------------------------------------
+    @workflow.query(name=QUERY_STATUS)
+    def status(self) -> WaveStatus:
+        state, number = self._state, self._run.change_number
+        workflow_id = workflow.info().workflow_id
+        return WaveStatus(
+            number=number,
+            workflow_id=workflow_id,
+            url=report.link(state, workflow_id),
+            application=state.plan.application if state.plan else "",
+            phase=self._phase,
+            target_level=self._params.target_level,
+            max_parallel=self._params.max_parallel,
+            canary=state.canary,
+            canary_passed=state.canary_passed,
+            failure_budget_percent=self._params.failure_budget_percent,
+            stopped=state.stopped,
+            run=state.runs,
+            counts=report.counts(state),
+            hosts=report.hosts(state, number),
+        )
+
+    @workflow.signal(name=SIGNAL_HOST_DONE)
+    def host_done(self, done: HostReport) -> None:
+        state = self._state
+        if state.states.get(done.ci) != CiState.RUNNING:
+            return  # a repeat, or a child watcher already settled it
+        state.states[done.ci] = CiState(done.outcome.value)
+        self._running -= 1
+        self._wakeups += 1
+        if done.outcome == HostOutcome.PATCHED and not done.changed:
+            state.unchanged.append(done.ci)
+        if done.outcome != HostOutcome.PATCHED or not done.changed:
+            state.details[done.ci] = done.detail
+        state.pending_notes.append(report.host_note(state, self._run.change_number, done))
+        if done.outcome != HostOutcome.PATCHED:
+            self._failures += 1
+            self._check_budget(done.ci)
+
+    def _check_budget(self, ci: str) -> None:
+        state, budget = self._state, self._params.failure_budget_percent
+        if state.stopped or ci in state.canary or budget >= 100 or state.plan is None:
+            return
+        if self._failures * 100 > budget * max(1, state.plan.installed):
+            state.stopped = (
+                f"failure budget exceeded: {self._failures} of {state.plan.installed} host(s) failed or rolled "
+                f"back (budget {budget:g}%)"
+            )
+            state.stopped_phase = "failure budget"
+
+    # -- the run -----------------------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, run: WaveRun) -> RunbookResult:
+        if self._params_error:
+            raise ApplicationError(f"invalid wave params: {self._params_error}", type="InvalidWaveParams")
+        if self._state.plan is None:
+            await self._plan()
+        while not self._state.exhausted:
+            page = await self._load_page()
+            await self._start_page(page)
+            if not self._state.exhausted:
+                # Sliding window + continue-as-new: children in flight keep running and report to the next run,
+                # once the server has accepted every start (a start still in flight would die with this run).
+                await workflow.wait_condition(lambda: self._starting == 0)
+                self._state.runs += 1
+                workflow.continue_as_new(run.model_copy(update={"state": self._state}))
+        self._phase = "draining"
+        await self._wait(lambda: self._running == 0)
+        if self._canary_pending():
+            await self._judge_canary()
+        return await self._finish()
+
+    async def _plan(self) -> None:
+        run, params = self._run, self._params
+        plan = await workflow.execute_activity(
+            WaveAct.PLAN_WAVE,
+            PlanInput(
+                change_sys_id=run.change_sys_id,
+                application=params.application or ("" if run.change_sys_id else run.variables.get("host", "")),
+                relationship_types=params.relationship_types,
+                ci_classes=params.ci_classes,
+            ),
+            result_type=WavePlan,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SERVICENOW_RETRY,
+        )
+        self._state.plan, self._state.started_at = plan, workflow.now()
+        self._phase = "rolling"
+        await self._note(report.plan_note(self._state, params, workflow.info().workflow_id))
+
+    async def _load_page(self) -> WavePage:
+        state, params = self._state, self._params
+        assert state.plan is not None
+        page: WavePage = await workflow.execute_activity(
+            WaveAct.LOAD_WAVE_PAGE,
+            PageInput(
+                application_sys_id=state.plan.application_sys_id,
+                relationship_types=params.relationship_types,
+                ci_classes=params.ci_classes,
+                after=state.cursor,
+                size=params.page_size,
+            ),
+            result_type=WavePage,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=SERVICENOW_RETRY,
+        )
+        state.cursor, state.exhausted = page.cursor, not page.more
+        return page
+
+    async def _start_page(self, page: WavePage) -> None:
+        state = self._state
+        for skipped in page.skipped:
+            if skipped.name not in state.states:
+                state.states[skipped.name], state.details[skipped.name] = CiState.SKIPPED, skipped.reason
+                state.pending_notes.append(f"{skipped.name}: skipped - {skipped.reason}")
+        for ci in page.cis:
+            if ci.name not in state.states:  # the CMDB may relate a CI twice (two relationship types)
+                state.states[ci.name] = CiState.PENDING
+                await self._launch(ci)
+
+    async def _launch(self, ci: CiRef) -> None:
+        state, params = self._state, self._params
+        if self._canary_pending() and len(state.canary) >= params.canary:
+            await self._judge_canary()
+        if not state.stopped:
+            await self._wait(lambda: self._running < params.max_parallel or bool(state.stopped))
+        if state.stopped:
+            state.states[ci.name] = CiState.NOT_ATTEMPTED
+            return
+        if len(state.canary) < params.canary:
+            state.canary.append(ci.name)
+            self._phase = "canary"
+        else:
+            self._phase = "rolling"
+        self._start_child(ci)
+
+    def _start_child(self, ci: CiRef) -> None:
+        # Marked running before the start resolves: the child's host_done may arrive in the same activation.
+        self._state.states[ci.name] = CiState.RUNNING
+        self._running += 1
+        self._starting += 1
+        # Not awaited here: a window refill issues many starts in one workflow task instead of one per round trip.
+        asyncio.create_task(self._child(ci))  # noqa: RUF006 - the workflow owns the task
+
+    async def _child(self, ci: CiRef) -> None:
+        run, params = self._run, self._params
+        try:
+            handle = await workflow.start_child_workflow(
+                "PatchHostWorkflow",
+                PatchHostInput(
+                    change_number=run.change_number,
+                    ci=ci,
+                    target_level=params.target_level,
+                    ops=HostOps(
+                        timeout=params.op_timeout, heartbeat_timeout=params.heartbeat_timeout, retries=params.op_retries
+                    ),
+                    report_to=workflow.info().workflow_id,
+                ),
+                id=patch_host_workflow_id(run.change_number, ci.name),
+                result_type=HostReport,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.CHANGE_NUMBER, run.change_number),
+                        SearchAttributePair(sa.CMDB_CI, [ci.name]),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError as error:
+            self.host_done(HostReport(ci=ci.name, outcome=HostOutcome.FAILED, detail=f"not started: {error}"))
+            return
+        finally:
+            self._starting -= 1
+            self._wakeups += 1
+        # A child that ends without reporting (terminated by an operator, a bug) must not hold its slot forever.
+        try:
+            await handle
+        except ChildWorkflowError as error:
+            detail = f"patch workflow ended without a report: {failure_message(error.cause or error)}"
+            self.host_done(HostReport(ci=ci.name, outcome=HostOutcome.FAILED, detail=detail))
+
+    def _canary_pending(self) -> bool:
+        state = self._state
+        return self._params.canary > 0 and bool(state.canary) and not state.canary_passed and not state.stopped
+
+    async def _judge_canary(self) -> None:
+        state = self._state
+        self._phase = "canary"
+        await self._wait(lambda: all(state.states[c] != CiState.RUNNING for c in state.canary))
+        bad = [c for c in state.canary if state.states[c] != CiState.PATCHED]
+        started = workflow.now()
+        if bad:
+            state.stopped = f"canary failed on {', '.join(bad)}; no other host was started"
+            state.stopped_phase = "canary"
+            await self._report_step("canary", StepOutcome.FAILED, started, state.stopped)
+            return
+        state.canary_passed = True
+        state.pending_notes.append(f"Canary passed ({', '.join(state.canary)}): patching the rest.")
+        await self._report_step("canary", StepOutcome.SUCCEEDED, started, f"{len(state.canary)} host(s) patched")
+
+    # -- waiting, notes, the end -------------------------------------------------------------------------------------
+    async def _wait(self, done: Callable[[], bool]) -> None:
+        """Wait for `done`, writing host notes as reports come in (no timers: a wave has thousands of waits)."""
+        while True:
+            seen = self._wakeups
+            await self._flush(force=False)
+            if done():
+                return
+            await workflow.wait_condition(lambda seen=seen: done() or self._wakeups != seen)  # type: ignore[misc]
+
+    async def _flush(self, *, force: bool) -> None:
+        """Notes go out at once after a quiet spell, then in batches of `note_batch_size` (as in RunbookWorkflow)."""
+        state, runbook = self._state, self._run.runbook
+        if not state.pending_notes:
+            return
+        quiet = state.last_flush is None or (workflow.now() - state.last_flush).total_seconds() >= (
+            runbook.note_batch_seconds
+        )
+        if not (force or quiet or len(state.pending_notes) >= runbook.note_batch_size):
+            return
+        text = "\n".join(state.pending_notes)
+        state.pending_notes, state.last_flush = [], workflow.now()
+        await self._note(text)
+
+    async def _note(self, text: str) -> None:
+        if not self._run.change_sys_id:
+            return  # a wave started on its own has no ticket
+        await workflow.execute_activity(
+            Act.ADD_WORK_NOTE,
+            NoteInput(sys_id=self._run.change_sys_id, text=text),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SERVICENOW_RETRY,
+        )
+
+    async def _report_step(self, name: str, outcome: StepOutcome, started: datetime, detail: str) -> None:
+        """A few wave-level steps for the parent change's status and close notes (never one per host)."""
+        if not self._run.report_to:
+            return
+        record = StepRecord(name=name, outcome=outcome, started_at=started, ended_at=workflow.now(), detail=detail)
+        await workflow.get_external_workflow_handle(self._run.report_to).signal(SIGNAL_STEP_PROGRESS, record)
+
+    async def _finish(self) -> RunbookResult:
+        state, run = self._state, self._run
+        workflow_id = workflow.info().workflow_id
+        self._phase = "summarising"
+        await self._flush(force=True)
+        for text in report.summary_notes(state, run.change_number, workflow_id):
+            await self._note(text)
+        counts = report.counts(state)
+        summary = report.close_summary(state, run.change_number, workflow_id)
+        started = state.started_at or workflow.now()
+        self._phase = "done"
+        problem = ""
+        if state.stopped:
+            problem = state.stopped
+        elif counts.patched + counts.rolled_back + counts.failed == 0:
+            problem = f"no installed CI of {', '.join(self._params.ci_classes)} is related to the application"
+        elif counts.patched == 0:
+            problem = f"every host failed: {report.headline(counts)}"
+        if problem:
+            step = state.stopped_phase or "patch hosts"
+            if step != "canary":
+                await self._report_step(step, StepOutcome.FAILED, started, problem)
+            raise ApplicationError(
+                f"patch wave {workflow_id} stopped: {problem}\n{summary}",
+                counts.model_dump(),
+                type="WaveFailed",
+                non_retryable=True,
+            )
+        await self._report_step("patch hosts", StepOutcome.SUCCEEDED, started, report.headline(counts))
+        issues = counts.rolled_back + counts.failed > 0
+        return RunbookResult(
+            runbook=run.runbook.name,
+            succeeded=True,
+            close_code="successful_issues" if issues else "successful",
+            summary=summary,
+            output={key: str(value) for key, value in counts.model_dump().items()},
+        )
