@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -18,16 +17,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
-from activities.change.tickets import TicketActivities
-from activities.flow.callbacks import CallbackActivities
-from activities.incident.records import IncidentActivities
-from activities.poll.intake import IntakeActivities
-from activities.reconcile.pipeline import activities as reconcile_activities
-from activities.runbook.lookup import RegistryActivities
-from activities.runbook.steps import run_step
-from activities.site.queues import SiteActivities
-from activities.wave.hosts import HostActivities
-from activities.wave.plan import WaveActivities
+from activities.catalog import central_activities, host_activities
 from config.registry import Registry, load_registry
 from config.settings import Settings, get_settings
 from ops.connect import connect
@@ -37,66 +27,8 @@ from ops.logs import configure_logging, get_logger
 from ops.metrics import CountingTransport, prometheus_runtime
 from ops.metrics import declare as declare_counters
 from servicenow.client import ServiceNowClient
-from workflows.change.workflow import ChangeRequestWorkflow
-from workflows.flow.workflow import FlowRunWorkflow
-from workflows.incident.interceptor import IncidentInterceptor
-from workflows.incident.workflow import OpenIncidentWorkflow
-from workflows.poll.workflow import ChangePollWorkflow
-from workflows.reconcile.workflow import ReconcileWorkflow
-from workflows.runbook.workflow import RunbookWorkflow
-from workflows.site.models import site_slug
-from workflows.wave.host import PatchHostWorkflow
-from workflows.wave.workflow import PatchWaveWorkflow
-
-WORKFLOWS: Sequence[type] = (
-    ChangeRequestWorkflow,
-    RunbookWorkflow,
-    FlowRunWorkflow,
-    ChangePollWorkflow,
-    ReconcileWorkflow,
-    PatchWaveWorkflow,
-    PatchHostWorkflow,
-    OpenIncidentWorkflow,
-)
-# Interceptors that change what workflows do (not only observe): the replayer needs them too.
-WORKFLOW_INTERCEPTORS: Sequence[Any] = (IncidentInterceptor(),)
-
-
-def activities_for(client: Client, settings: Settings, registry: Registry, sn: ServiceNowClient) -> list[Any]:
-    tickets = TicketActivities(sn, settings)
-    intake = IntakeActivities(sn, client, settings)
-    lookups = RegistryActivities(registry)
-    callbacks = CallbackActivities(settings)
-    hosts = HostActivities(registry.hosts, settings)
-    wave = WaveActivities(sn, settings)
-    sites = SiteActivities(sn, settings)
-    incidents = IncidentActivities(sn, settings)
-    return [
-        tickets.load_change,
-        tickets.begin_implementation,
-        tickets.add_work_note,
-        tickets.close_change,
-        lookups.resolve_runbook,
-        lookups.resolve_flow,
-        intake.find_approved_changes,
-        intake.start_change_workflows,
-        callbacks.post_callback,
-        sites.resolve_site,
-        run_step,
-        *reconcile_activities(sn, settings),
-        wave.plan_wave,
-        wave.load_wave_page,
-        hosts.host_snapshot,
-        hosts.host_patch,
-        hosts.host_health_check,
-        hosts.host_rollback,
-        hosts.host_run_action,
-        incidents.incident_policy,
-        incidents.incident_impact,
-        incidents.open_incident_record,
-        incidents.resolve_incident_record,
-        incidents.notify_slack,
-    ]
+from workflows.catalog import WORKFLOW_INTERCEPTORS, WORKFLOWS
+from workflows.site.models import site_queue, site_slug
 
 
 def build_worker(
@@ -108,39 +40,21 @@ def build_worker(
 ) -> Worker:
     """A worker for the central task queue. The caller owns `sn` if it passes one."""
     sn = sn or ServiceNowClient.from_settings(settings)
-    # Autoscaling pollers: ~3x the throughput of the default fixed pollers on two cores (DESIGN.md §6).
+    # Autoscaling pollers: ~3x the throughput of the default fixed pollers on two cores (docs/architecture.md, "Throughput").
     options.setdefault("workflow_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("activity_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("max_concurrent_activities", 200)
     # Log context and outcome counters for every workflow and activity (ops/interceptors.py), then the caller's.
-    # A failed production workflow opens its incident (workflows/incident_interceptor.py).
+    # A failed production workflow opens its incident (workflows/incident/interceptor.py).
     options["interceptors"] = [ChangeloopInterceptor(), *WORKFLOW_INTERCEPTORS, *options.get("interceptors", [])]
     declare_counters((client.service_client.config.runtime or Runtime.default()).metric_meter)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities_for(client, settings, registry, sn),
+        activities=central_activities(client, settings, registry, sn),
         **options,
     )
-
-
-def site_activities_for(settings: Settings, registry: Registry) -> list[Any]:
-    """What a site worker runs: host operations only (runbook steps and the host operator). No workflows and no
-    ServiceNow calls: those stay central, so a site network needs no ServiceNow credentials."""
-    hosts = HostActivities(registry.hosts, settings)
-    return [
-        run_step,
-        hosts.host_snapshot,
-        hosts.host_patch,
-        hosts.host_health_check,
-        hosts.host_rollback,
-        hosts.host_run_action,
-    ]
-
-
-def site_task_queue_of(settings: Settings, site: str) -> str:
-    return f"{settings.task_queue}-{site_slug(site)}"
 
 
 def build_site_worker(client: Client, settings: Settings, registry: Registry, site: str, **options: Any) -> Worker:
@@ -152,8 +66,8 @@ def build_site_worker(client: Client, settings: Settings, registry: Registry, si
     options["interceptors"] = [ChangeloopInterceptor(), *options.get("interceptors", [])]
     return Worker(
         client,
-        task_queue=site_task_queue_of(settings, site),
-        activities=site_activities_for(settings, registry),
+        task_queue=site_queue(settings.task_queue, site),
+        activities=host_activities(settings, registry),
         **options,
     )
 

@@ -33,8 +33,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from bench.loadgen import Connection
+from workflows import calls
 from workflows import search_attributes as sa
-from workflows.calls import Act
 from workflows.change.models import ChangeInput, ChangeTicket, NoteInput
 from workflows.change.workflow import ChangeRequestWorkflow
 from workflows.runbook.models import ResolveInput, RunbookChoice
@@ -55,16 +55,16 @@ class Stubs:
     def __init__(self) -> None:
         self.first_activity: dict[str, float] = {}
 
-    @activity.defn(name=Act.LOAD_CHANGE)
+    @activity.defn(name=calls.LOAD_CHANGE.name)
     async def load_change(self, number: str) -> ChangeTicket:
         self.first_activity.setdefault(number, time.perf_counter())
         return ChangeTicket(sys_id="0" * 32, number=number, state="-2", template="bench (no runbook)")
 
-    @activity.defn(name=Act.RESOLVE_RUNBOOK)
+    @activity.defn(name=calls.RESOLVE_RUNBOOK.name)
     async def resolve_runbook(self, request: ResolveInput) -> RunbookChoice:
         return RunbookChoice()
 
-    @activity.defn(name=Act.ADD_WORK_NOTE)
+    @activity.defn(name=calls.ADD_WORK_NOTE.name)
     async def add_work_note(self, request: NoteInput) -> None:
         return None
 

@@ -1,56 +1,171 @@
-"""Activity names: the only thing workflows know of activities/ (they call activities by name)."""
+"""The one table of activity calls: each activity's name, its result type, its timeouts and its retry policy.
+
+Workflows call activities by name through these specs (`await calls.LOAD_CHANGE(number)`), and activities register
+under the same names (`@activity.defn(name=calls.LOAD_CHANGE.name)`): a workflow module never imports activities/,
+so it never pulls httpx, boto3 or subprocess into the workflow sandbox (docs/architecture.md, "Why activities are
+called by name"). A call site may narrow a spec (a step's own timeout, a host's task queue) but never restates it.
+
+Retry policies are built from the error classes activities raise: a ServiceNow error a retry cannot fix is never
+retried (its class says `retryable = False`), and every other refusal that no retry can fix (an unknown change, an
+unsafe value, a host that said no) is raised as a non-retryable ApplicationError where it is known.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
 
-class Act:
-    """Activity names, the only thing workflows know of activities/."""
+from temporalio import workflow
+from temporalio.common import RetryPolicy
 
-    LOAD_CHANGE = "load_change"
-    RESOLVE_RUNBOOK = "resolve_runbook"
-    RESOLVE_FLOW = "resolve_flow"
-    BEGIN_IMPLEMENTATION = "begin_implementation"
-    ADD_WORK_NOTE = "add_work_note"
-    CLOSE_CHANGE = "close_change"
-    RUN_STEP = "run_step"
-    POST_CALLBACK = "post_callback"
-    FIND_APPROVED_CHANGES = "find_approved_changes"
-    START_CHANGE_WORKFLOWS = "start_change_workflows"
+with workflow.unsafe.imports_passed_through():
+    from servicenow import errors as servicenow_errors
+    from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput
+    from workflows.flow.models import CallbackInput, FlowName
+    from workflows.incident.models import (
+        Impact,
+        ImpactInput,
+        IncidentPolicy,
+        IncidentRef,
+        OpenIncidentInput,
+        PolicyInput,
+        ResolveRecordInput,
+        SlackInput,
+    )
+    from workflows.poll.models import PollQuery, PollResult, StartChangesInput
+    from workflows.reconcile.models import (
+        ApplyRequest,
+        BatchOutcome,
+        DeltaBatch,
+        DiffReport,
+        DiffRequest,
+        PullReport,
+        PullRequest,
+        ReconcileSummary,
+        ScanReport,
+        ScanRequest,
+    )
+    from workflows.runbook.models import ResolveInput, RunbookChoice, StepInput, StepOutput
+    from workflows.site.models import SiteQuery, SiteRoute
+    from workflows.wave.models import HostOpInput, HostOpResult, PageInput, PlanInput, WavePage, WavePlan
 
-
-class ReconcileAct:
-    """Activity names of the reconciliation (workflows call activities by name)."""
-
-    SCAN_SOURCE = "reconcile_scan_source"
-    PULL_CMDB = "reconcile_pull_cmdb"
-    DIFF = "reconcile_diff"
-    LOAD_BATCH = "reconcile_load_batch"
-    APPLY_BATCH = "reconcile_apply_batch"
-    POST_SUMMARY = "reconcile_post_summary"
-    CLEAN_UP = "reconcile_clean_up"
-
-
-class WaveAct:
-    """Activity names of the wave and the host operator (workflows know activities by name only)."""
-
-    PLAN_WAVE = "plan_wave"
-    LOAD_WAVE_PAGE = "load_wave_page"
-    HOST_SNAPSHOT = "host_snapshot"
-    HOST_PATCH = "host_patch"
-    HOST_HEALTH_CHECK = "host_health_check"
-    HOST_ROLLBACK = "host_rollback"
-    HOST_RUN_ACTION = "host_run_action"
-
-
-class IncidentAct:
-    """Activity names of the incident path."""
-
-    POLICY = "incident_policy"
-    IMPACT = "incident_impact"
-    OPEN = "open_incident_record"
-    RESOLVE = "resolve_incident_record"
-    SLACK = "notify_slack"
+Arg = TypeVar("Arg")
+Result = TypeVar("Result")
 
 
-# Site routing (workflows/site/models.py): the central worker answers which site queue a CI's host operations use.
-RESOLVE_SITE = "resolve_site"
+def _never_retried(*classes: type[servicenow_errors.ServiceNowError]) -> list[str]:
+    """The error types (class names, as activities/errors.py raises them) that no retry can fix."""
+    return [cls.__name__ for cls in classes if not cls.retryable]
+
+
+SERVICENOW_NEVER_RETRIED = _never_retried(
+    servicenow_errors.BadRequest,
+    servicenow_errors.NotAuthenticated,
+    servicenow_errors.Forbidden,
+    servicenow_errors.NotFound,
+)
+# ServiceNow reads and writes: retried until they succeed, at most every two minutes, so an instance that is down for
+# an hour delays a change by an hour and fails nothing. A 429 waits its Retry-After (activities/errors.py).
+SERVICENOW = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=SERVICENOW_NEVER_RETRIED,
+)
+# The scheduled poll: the next schedule tick retries anyway, so a poll gives up after a bounded effort.
+POLL = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10)
+# A caller's callback receiver: down for a while is fine (about an hour of attempts), refused is final.
+CALLBACK = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5), maximum_attempts=20
+)
+# Slack is a courtesy copy: a few attempts, then the status says it failed.
+SLACK = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=5)
+
+
+def attempts(count: int) -> RetryPolicy:
+    """A runbook step's or a host operation's own retry budget (`retries` in the registry, plus the first try)."""
+    return RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=count)
+
+
+@dataclass(frozen=True)
+class Call(Generic[Arg, Result]):
+    name: str
+    result: type[Result] | None
+    timeout: timedelta  # start_to_close: one attempt's budget
+    retry: RetryPolicy
+    heartbeat: timedelta | None = None
+
+    def narrowed(self, **changes: Any) -> Call[Arg, Result]:
+        """This call with a call site's own timeout, heartbeat or retry budget (a step's, a host's, a source's)."""
+        return replace(self, **changes)
+
+    async def __call__(self, arg: Arg, *, task_queue: str | None = None) -> Result:
+        """Run the activity; `task_queue` sends it to a site worker (workflows/site/models.py), None = this queue."""
+        result: Result = await workflow.execute_activity(
+            self.name,
+            args=[] if arg is None else [arg],
+            result_type=self.result,
+            task_queue=task_queue or None,
+            start_to_close_timeout=self.timeout,
+            heartbeat_timeout=self.heartbeat,
+            retry_policy=self.retry,
+        )
+        return result
+
+
+SECOND = timedelta(seconds=1)
+MINUTE = timedelta(minutes=1)
+
+# -- change tickets (activities/change/tickets.py) ----------------------------------------------------------------------
+LOAD_CHANGE: Call[str, ChangeTicket] = Call("load_change", ChangeTicket, MINUTE, SERVICENOW)
+BEGIN_IMPLEMENTATION: Call[BeginInput, BeginResult] = Call("begin_implementation", BeginResult, MINUTE, SERVICENOW)
+ADD_WORK_NOTE: Call[NoteInput, None] = Call("add_work_note", None, MINUTE, SERVICENOW)
+CLOSE_CHANGE: Call[CloseInput, str] = Call("close_change", str, MINUTE, SERVICENOW)
+
+# -- runbooks and flows (activities/runbook/, activities/flow/) -------------------------------------------------------
+RESOLVE_RUNBOOK: Call[ResolveInput, RunbookChoice] = Call("resolve_runbook", RunbookChoice, MINUTE, SERVICENOW)
+RESOLVE_FLOW: Call[FlowName, RunbookChoice] = Call("resolve_flow", RunbookChoice, MINUTE, SERVICENOW)
+# Narrowed per step: the step's timeout, heartbeat and retries come from the registry.
+RUN_STEP: Call[StepInput, StepOutput] = Call("run_step", StepOutput, timedelta(minutes=5), attempts(3), 30 * SECOND)
+POST_CALLBACK: Call[CallbackInput, int] = Call("post_callback", int, MINUTE, CALLBACK)
+
+# -- the scheduled poll (activities/poll/intake.py) -------------------------------------------------------------------
+FIND_APPROVED_CHANGES: Call[PollQuery, list[str]] = Call("find_approved_changes", list[str], 5 * MINUTE, POLL, MINUTE)
+START_CHANGE_WORKFLOWS: Call[StartChangesInput, PollResult] = Call(
+    "start_change_workflows", PollResult, 5 * MINUTE, POLL, MINUTE
+)
+
+# -- sites (activities/site/queues.py): the central worker answers which queue a CI's host operations use -----------
+RESOLVE_SITE: Call[SiteQuery, SiteRoute] = Call("resolve_site", SiteRoute, MINUTE, SERVICENOW)
+
+# -- incidents (activities/incident/records.py) ------------------------------------------------------------------------
+INCIDENT_POLICY: Call[PolicyInput, IncidentPolicy] = Call("incident_policy", IncidentPolicy, MINUTE, SERVICENOW)
+INCIDENT_IMPACT: Call[ImpactInput, Impact] = Call("incident_impact", Impact, MINUTE, SERVICENOW)
+# Narrowed to the policy's create_timeout: shorter than the instance's worst hang, and the retry finds the record.
+OPEN_INCIDENT: Call[OpenIncidentInput, IncidentRef] = Call("open_incident_record", IncidentRef, MINUTE, SERVICENOW)
+RESOLVE_INCIDENT: Call[ResolveRecordInput, str] = Call("resolve_incident_record", str, MINUTE, SERVICENOW)
+NOTIFY_SLACK: Call[SlackInput, str] = Call("notify_slack", str, timedelta(seconds=30), SLACK)
+
+# -- patch waves (activities/wave/) ------------------------------------------------------------------------------------
+PLAN_WAVE: Call[PlanInput, WavePlan] = Call("plan_wave", WavePlan, MINUTE, SERVICENOW)
+LOAD_WAVE_PAGE: Call[PageInput, WavePage] = Call("load_wave_page", WavePage, 5 * MINUTE, SERVICENOW, MINUTE)
+# Host operations are narrowed per wave (op_timeout, heartbeat_timeout, op_retries) and sent to the CI's site queue.
+HOST_SNAPSHOT: Call[HostOpInput, HostOpResult] = Call(
+    "host_snapshot", HostOpResult, 30 * MINUTE, attempts(4), 30 * SECOND
+)
+HOST_PATCH: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_patch")
+HOST_HEALTH_CHECK: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_health_check")
+HOST_ROLLBACK: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_rollback")
+HOST_RUN_ACTION: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_run_action")
+
+# -- reconciliation (activities/reconcile/pipeline.py): every stage of the pipeline is retried like a ServiceNow call -
+# Narrowed per source: its timeout and attempts come from the reconcile config.
+SCAN_SOURCE: Call[ScanRequest, ScanReport] = Call("reconcile_scan_source", ScanReport, 10 * MINUTE, attempts(3), MINUTE)
+PULL_CMDB: Call[PullRequest, PullReport] = Call("reconcile_pull_cmdb", PullReport, 30 * MINUTE, SERVICENOW, MINUTE)
+DIFF: Call[DiffRequest, DiffReport] = Call("reconcile_diff", DiffReport, 30 * MINUTE, SERVICENOW, MINUTE)
+LOAD_BATCH: Call[int, DeltaBatch] = Call("reconcile_load_batch", DeltaBatch, MINUTE, SERVICENOW, MINUTE)
+APPLY_BATCH: Call[ApplyRequest, BatchOutcome] = Call(
+    "reconcile_apply_batch", BatchOutcome, 30 * MINUTE, SERVICENOW, MINUTE
+)
+CLEAN_UP: Call[None, None] = Call("reconcile_clean_up", None, MINUTE, SERVICENOW, MINUTE)
+POST_SUMMARY: Call[ReconcileSummary, str] = Call("reconcile_post_summary", str, timedelta(seconds=30), SLACK, MINUTE)

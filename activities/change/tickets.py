@@ -16,7 +16,7 @@ from config.settings import Settings
 from servicenow.change_request import ChangeState, transitions_between
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
-from workflows.calls import Act
+from workflows import calls
 from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput
 
 CHANGE_FIELDS = [
@@ -51,7 +51,7 @@ class TicketActivities:
         self.sn = sn
         self.settings = settings
 
-    @activity.defn(name=Act.LOAD_CHANGE)
+    @activity.defn(name=calls.LOAD_CHANGE.name)
     async def load_change(self, number: str) -> ChangeTicket:
         async with servicenow_errors():
             record = await self.sn.first(
@@ -99,7 +99,7 @@ class TicketActivities:
             await self.sn.update("change_request", ticket.sys_id, extra, fields=["state"])
         return target.value
 
-    @activity.defn(name=Act.BEGIN_IMPLEMENTATION)
+    @activity.defn(name=calls.BEGIN_IMPLEMENTATION.name)
     async def begin_implementation(self, request: BeginInput) -> BeginResult:
         info = activity.info()
         workflow_id = info.workflow_id or ""
@@ -118,7 +118,7 @@ class TicketActivities:
         )
         return BeginResult(state=state, execution_url=url)
 
-    @activity.defn(name=Act.ADD_WORK_NOTE)
+    @activity.defn(name=calls.ADD_WORK_NOTE.name)
     async def add_work_note(self, request: NoteInput) -> None:
         async with servicenow_errors():
             if activity.in_activity() and activity.info().attempt > 1 and await self._note_exists(request):
@@ -130,7 +130,7 @@ class TicketActivities:
         recent = await self.sn.list("sys_journal_field", query, fields=["value"], limit=20, page_size=20)
         return any(str(entry.get("value", "")).strip() == request.text.strip() for entry in recent)
 
-    @activity.defn(name=Act.CLOSE_CHANGE)
+    @activity.defn(name=calls.CLOSE_CHANGE.name)
     async def close_change(self, request: CloseInput) -> str:
         closing = {"close_code": request.close_code, "close_notes": request.close_notes}
         async with servicenow_errors():

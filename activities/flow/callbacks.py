@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config.settings import Settings
-from workflows.calls import Act
+from workflows import calls
 from workflows.flow.models import CallbackInput
 
 SIGNATURE_HEADER = "X-Changeloop-Signature"
@@ -28,7 +28,7 @@ class CallbackActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    @activity.defn(name=Act.POST_CALLBACK)
+    @activity.defn(name=calls.POST_CALLBACK.name)
     async def post_callback(self, request: CallbackInput) -> int:
         body = json.dumps(request.payload, sort_keys=True, default=str).encode()
         headers = {"Content-Type": "application/json"}

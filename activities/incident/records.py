@@ -22,7 +22,7 @@ from servicenow.client import ServiceNowClient
 from servicenow.cmdb import ConfigurationItem
 from servicenow.incident import IncidentState
 from servicenow.query import Query
-from workflows.calls import IncidentAct
+from workflows import calls
 from workflows.incident.models import (
     CORRELATION_DISPLAY,
     Impact,
@@ -65,7 +65,7 @@ class IncidentActivities:
         self.sn = sn
         self.settings = settings
 
-    @activity.defn(name=IncidentAct.POLICY)
+    @activity.defn(name=calls.INCIDENT_POLICY.name)
     async def incident_policy(self, request: PolicyInput) -> IncidentPolicy:
         s = self.settings
         production = s.incident_default_production if request.production is None else request.production
@@ -78,7 +78,7 @@ class IncidentActivities:
         )
 
     # -- what the failure touched --------------------------------------------------------------------------------
-    @activity.defn(name=IncidentAct.IMPACT)
+    @activity.defn(name=calls.INCIDENT_IMPACT.name)
     async def incident_impact(self, request: ImpactInput) -> Impact:
         async with servicenow_errors():
             change_sys_id, change_ci = await self._change(request)
@@ -178,7 +178,7 @@ class IncidentActivities:
         )
 
     # -- the incident record -------------------------------------------------------------------------------------
-    @activity.defn(name=IncidentAct.OPEN)
+    @activity.defn(name=calls.OPEN_INCIDENT.name)
     async def open_incident_record(self, request: OpenIncidentInput) -> IncidentRef:
         failed = request.request
         async with servicenow_errors():
@@ -227,7 +227,7 @@ class IncidentActivities:
             urgency=str(record.get("urgency", request.impact.urgency)),
         )
 
-    @activity.defn(name=IncidentAct.RESOLVE)
+    @activity.defn(name=calls.RESOLVE_INCIDENT.name)
     async def resolve_incident_record(self, request: ResolveRecordInput) -> str:
         """Resolved (6) with close_code and close_notes; an incident already resolved, closed or canceled in
         ServiceNow (a human got there first) is left as it is."""
@@ -242,7 +242,7 @@ class IncidentActivities:
         return IncidentState.RESOLVED.value
 
     # -- Slack ---------------------------------------------------------------------------------------------------
-    @activity.defn(name=IncidentAct.SLACK)
+    @activity.defn(name=calls.NOTIFY_SLACK.name)
     async def notify_slack(self, request: SlackInput) -> str:
         url = self.settings.execution_url(request.failed_workflow_id, request.failed_run_id or None)
         text = slack_text(request.incident, request.failed_workflow_id, request.workflow_type, request.step, url)

@@ -14,7 +14,7 @@ from config.settings import Settings
 from servicenow.change_request import Approval, ChangeState
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
-from workflows.calls import Act
+from workflows import calls
 from workflows.change.models import ChangeInput
 from workflows.poll.models import PollQuery, PollResult, StartChangesInput
 from workflows.starts import start_change
@@ -26,7 +26,7 @@ class IntakeActivities:
         self.client = client
         self.settings = settings
 
-    @activity.defn(name=Act.FIND_APPROVED_CHANGES)
+    @activity.defn(name=calls.FIND_APPROVED_CHANGES.name)
     async def find_approved_changes(self, request: PollQuery) -> list[str]:
         query = (
             Query()
@@ -44,7 +44,7 @@ class IntakeActivities:
                 activity.heartbeat(len(numbers))
         return numbers
 
-    @activity.defn(name=Act.START_CHANGE_WORKFLOWS)
+    @activity.defn(name=calls.START_CHANGE_WORKFLOWS.name)
     async def start_change_workflows(self, request: StartChangesInput) -> PollResult:
         result = PollResult(found=len(request.numbers))
         for number in request.numbers:

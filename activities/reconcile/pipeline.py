@@ -27,7 +27,7 @@ from servicenow.client import ServiceNowClient
 from servicenow.cmdb import ConfigurationItem
 from servicenow.incident import IncidentState
 from servicenow.query import Query
-from workflows.calls import ReconcileAct
+from workflows import calls
 from workflows.reconcile.models import (
     ApplyRequest,
     BatchOutcome,
@@ -76,7 +76,7 @@ class ReconcileActivities:
         return RunStore(self.settings.reconcile_state_dir, run_key(info.workflow_id or "", info.workflow_run_id or ""))
 
     # -- outside history -------------------------------------------------------------------------------------------
-    @activity.defn(name=ReconcileAct.SCAN_SOURCE)
+    @activity.defn(name=calls.SCAN_SOURCE.name)
     async def scan_source(self, request: ScanRequest) -> ScanReport:
         source = request.source
         try:
@@ -91,7 +91,7 @@ class ReconcileActivities:
         count = await asyncio.to_thread(self._store().save_scan, source.name, records)
         return ScanReport(source=source.name, kind=source.kind, ok=True, records=count)
 
-    @activity.defn(name=ReconcileAct.PULL_CMDB)
+    @activity.defn(name=calls.PULL_CMDB.name)
     async def pull_cmdb(self, request: PullRequest) -> PullReport:
         scope = request.scope
         fields = sorted(set(drift.CMDB_FIELDS) | set(request.key_fields))
@@ -115,7 +115,7 @@ class ReconcileActivities:
         await asyncio.to_thread(self._store().save_cmdb, cis)
         return PullReport(cis=len(cis), by_class=dict(by_class))
 
-    @activity.defn(name=ReconcileAct.DIFF)
+    @activity.defn(name=calls.DIFF.name)
     async def diff(self, request: DiffRequest) -> DiffReport:
         store = self._store()
 
@@ -129,16 +129,16 @@ class ReconcileActivities:
         async with heartbeating():
             return await asyncio.to_thread(compute)  # CPU-bound on 100k rows: keep the loop free to heartbeat
 
-    @activity.defn(name=ReconcileAct.LOAD_BATCH)
+    @activity.defn(name=calls.LOAD_BATCH.name)
     async def load_batch(self, index: int) -> DeltaBatch:
         return await asyncio.to_thread(self._store().batch, index)
 
-    @activity.defn(name=ReconcileAct.CLEAN_UP)
+    @activity.defn(name=calls.CLEAN_UP.name)
     async def clean_up(self) -> None:
         await asyncio.to_thread(self._store().remove)
 
     # -- writes ----------------------------------------------------------------------------------------------------
-    @activity.defn(name=ReconcileAct.APPLY_BATCH)
+    @activity.defn(name=calls.APPLY_BATCH.name)
     async def apply_batch(self, request: ApplyRequest) -> BatchOutcome:
         config, batch, outcome = request.config, request.batch, BatchOutcome()
         router = Router(self.sn, config.routing)
@@ -287,7 +287,7 @@ class ReconcileActivities:
         outcome.drift_written += 1
 
     # -- report ----------------------------------------------------------------------------------------------------
-    @activity.defn(name=ReconcileAct.POST_SUMMARY)
+    @activity.defn(name=calls.POST_SUMMARY.name)
     async def post_summary(self, summary: ReconcileSummary) -> str:
         posted = await post_to_slack(self.settings, summary_text(summary))
         return "posted" if posted else "not configured"
@@ -320,17 +320,3 @@ def summary_text(summary: ReconcileSummary) -> str:
         if names:
             lines.append(f"{title}: " + ", ".join(names))
     return "\n".join(lines)
-
-
-def activities(sn: ServiceNowClient, settings: Settings) -> list[Callable[..., Any]]:
-    """Every reconciliation activity, for worker.activities_for."""
-    acts = ReconcileActivities(sn, settings)
-    return [
-        acts.scan_source,
-        acts.pull_cmdb,
-        acts.diff,
-        acts.load_batch,
-        acts.apply_batch,
-        acts.clean_up,
-        acts.post_summary,
-    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from config.registry import Registry
-from workflows.calls import Act
+from workflows import calls
 from workflows.flow.models import FlowName
 from workflows.runbook.models import ResolveInput, RunbookChoice
 
@@ -15,10 +15,10 @@ class RegistryActivities:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    @activity.defn(name=Act.RESOLVE_RUNBOOK)
+    @activity.defn(name=calls.RESOLVE_RUNBOOK.name)
     async def resolve_runbook(self, request: ResolveInput) -> RunbookChoice:
         return RunbookChoice(runbook=self.registry.resolve(request.template, request.category))
 
-    @activity.defn(name=Act.RESOLVE_FLOW)
+    @activity.defn(name=calls.RESOLVE_FLOW.name)
     async def resolve_flow(self, request: FlowName) -> RunbookChoice:
         return RunbookChoice(runbook=self.registry.flow(request.flow))

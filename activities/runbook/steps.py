@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config.runbooks import Step
-from workflows.calls import Act
+from workflows import calls
 from workflows.runbook.models import StepInput, StepOutput
 
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:@/+=,-]*$")
@@ -120,7 +120,7 @@ async def run_http(step: Step, variables: dict[str, str]) -> StepOutput:
     return StepOutput(output=output)
 
 
-@activity.defn(name=Act.RUN_STEP)
+@activity.defn(name=calls.RUN_STEP.name)
 async def run_step(request: StepInput) -> StepOutput:
     variables = step_variables(request.variables)
     if request.step.command is not None:

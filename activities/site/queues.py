@@ -21,8 +21,8 @@ from activities.errors import servicenow_errors
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
-from workflows.calls import RESOLVE_SITE
-from workflows.site.models import SiteQuery, SiteRoute, site_slug
+from workflows import calls
+from workflows.site.models import SiteQuery, SiteRoute, site_queue, site_slug
 
 
 def routing_configured(settings: Settings) -> bool:
@@ -33,7 +33,7 @@ def site_task_queue(settings: Settings, site: str | None) -> str:
     """`<task queue>-<site slug>`; empty when there is no site or site routing is not configured."""
     if not site or not routing_configured(settings) or not site_slug(site):
         return ""
-    return f"{settings.task_queue}-{site_slug(site)}"
+    return site_queue(settings.task_queue, site)
 
 
 def _field_text(record: dict[str, Any], field: str) -> str:
@@ -57,7 +57,7 @@ class SiteActivities:
         self.sn = sn
         self.settings = settings
 
-    @activity.defn(name=RESOLVE_SITE)
+    @activity.defn(name=calls.RESOLVE_SITE.name)
     async def resolve_site(self, query: SiteQuery) -> SiteRoute:
         if query.ci_name in self.settings.site_map or not self.settings.site_field:
             return route_ci(self.settings, query.ci_name)

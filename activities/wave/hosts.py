@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from activities.runbook.steps import fill, step_variables
 from config.hosts import CommandDriverConfig, HostsConfig, HttpDriverConfig
 from config.settings import Settings
-from workflows.calls import WaveAct
+from workflows import calls
 from workflows.wave.models import (
     HOST_NOT_FOUND,
     HOST_OPERATION_FAILED,
@@ -244,22 +244,22 @@ class HostActivities:
             )
         return self.operators[name]
 
-    @activity.defn(name=WaveAct.HOST_SNAPSHOT)
+    @activity.defn(name=calls.HOST_SNAPSHOT.name)
     async def host_snapshot(self, request: HostOpInput) -> HostOpResult:
         return await self.operator(request.ci).snapshot(request.ci, request.label or request.change_number)
 
-    @activity.defn(name=WaveAct.HOST_PATCH)
+    @activity.defn(name=calls.HOST_PATCH.name)
     async def host_patch(self, request: HostOpInput) -> HostOpResult:
         return await self.operator(request.ci).patch(request.ci, request.level)
 
-    @activity.defn(name=WaveAct.HOST_HEALTH_CHECK)
+    @activity.defn(name=calls.HOST_HEALTH_CHECK.name)
     async def host_health_check(self, request: HostOpInput) -> HostOpResult:
         return await self.operator(request.ci).health_check(request.ci)
 
-    @activity.defn(name=WaveAct.HOST_ROLLBACK)
+    @activity.defn(name=calls.HOST_ROLLBACK.name)
     async def host_rollback(self, request: HostOpInput) -> HostOpResult:
         return await self.operator(request.ci).rollback(request.ci, request.snapshot_id)
 
-    @activity.defn(name=WaveAct.HOST_RUN_ACTION)
+    @activity.defn(name=calls.HOST_RUN_ACTION.name)
     async def host_run_action(self, request: HostOpInput) -> HostOpResult:
         return await self.operator(request.ci).run_action(request.ci, request.action, request.args)

@@ -17,7 +17,7 @@ from activities.site.queues import route_ci
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
-from workflows.calls import WaveAct
+from workflows import calls
 from workflows.wave.models import CiRef, PageInput, PlanInput, SkippedCi, WavePage, WavePlan
 
 INSTALLED = "1"
@@ -49,7 +49,7 @@ class WaveActivities:
         self.sn = sn
         self.settings = settings
 
-    @activity.defn(name=WaveAct.PLAN_WAVE)
+    @activity.defn(name=calls.PLAN_WAVE.name)
     async def plan_wave(self, request: PlanInput) -> WavePlan:
         async with servicenow_errors():
             app_sys_id, app_name = await self._application(request)
@@ -88,7 +88,7 @@ class WaveActivities:
             )
         return _value(change, "cmdb_ci"), _display(change, "cmdb_ci")
 
-    @activity.defn(name=WaveAct.LOAD_WAVE_PAGE)
+    @activity.defn(name=calls.LOAD_WAVE_PAGE.name)
     async def load_wave_page(self, request: PageInput) -> WavePage:
         query = related_cis(request.application_sys_id, request.relationship_types, request.ci_classes)
         if request.after:

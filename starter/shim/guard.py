@@ -1,4 +1,4 @@
-"""What every shim answer shares: the ServiceNow error envelope, and the gate in front of `/api/*`.
+"""The gate in front of `/api/*`: the bearer token, then the body limit.
 
 The gate is plain ASGI, not a FastAPI dependency, so it runs before the body is parsed: a caller without the
 token learns nothing about our schemas, and a 50 MB body is refused after at most 1 MiB + one chunk is read.
@@ -13,24 +13,15 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
-from ops.logs import get_logger
+from starter.shim.errors import envelope
 
-MAX_BODY = 1024 * 1024  # 1 MiB (DESIGN.md §4)
+MAX_BODY = 1024 * 1024  # 1 MiB: the shim's contract (README, "Starter shim API")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-log = get_logger("changeloop.shim")
-
-
-def envelope(status: int, message: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """ServiceNow's own error shape, so a Business Rule or a Flow Designer action can read our errors like the
-    instance's: `{"error":{"message","detail"},"status":"failure"}`."""
-    body = {"error": {"message": message, "detail": detail}, "status": "failure"}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _bearer(authorization: str | None) -> bytes | None:

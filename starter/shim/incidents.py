@@ -11,21 +11,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import FastAPI, Path
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from config.settings import Settings
-from ops.logs import get_logger
 from starter.incidents import IncidentLookupError, incident_workflow_for, resolve_incident
-from starter.shim.guard import envelope
+from starter.shim.deps import SettingsDep, TemporalDep
+from starter.shim.errors import envelope, log
 from workflows.incident.models import RESOLVE_NO_RESOLVER, RESOLVE_WRONG_INCIDENT, ResolveIncident
 
 INCIDENT_NUMBER = r"^INC\d{7}$"
-log = get_logger("changeloop.shim")
 
 
 def _named(value: str) -> str:
@@ -46,35 +44,38 @@ class IncidentResolution(BaseModel):
     correlation_id: str = Field(default="", max_length=200)
 
 
-def install_incident_routes(app: FastAPI, settings: Settings, client: Client) -> None:
-    @app.post("/api/incidents/{number}/resolve", status_code=202, tags=["incidents"])
-    async def resolve(
-        body: IncidentResolution, number: str = Path(pattern=INCIDENT_NUMBER, description="e.g. INC0010001")
-    ) -> JSONResponse:
-        """Resolve a changeloop incident through its workflow's `resolve` update (state 6, close_code, close_notes)."""
-        try:
-            workflow_id = await incident_workflow_for(settings, number, body.correlation_id)
-        except IncidentLookupError as exc:
-            return envelope(404, "No Record found", str(exc))
-        resolution = ResolveIncident(
-            number=number,
-            resolved_by=body.resolved_by,
-            close_code=body.close_code,
-            close_notes=body.close_notes,
-            fixed_by=body.fixed_by,
-        )
-        try:
-            status = await resolve_incident(client, workflow_id, resolution)
-        except WorkflowUpdateFailedError as exc:
-            return _refusal(exc)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return envelope(409, "Conflict", f"{workflow_id} is not running: the incident is no longer waiting")
-        log.info("shim.incident_resolved", number=number, workflow_id=workflow_id, by=body.resolved_by)
-        return JSONResponse(
-            {"incident": number, "executionId": workflow_id, "status": status.phase.value}, status_code=202
-        )
+router = APIRouter(tags=["incidents"])
+
+
+@router.post("/api/incidents/{number}/resolve", status_code=202)
+async def resolve(
+    body: IncidentResolution,
+    settings: SettingsDep,
+    client: TemporalDep,
+    number: str = Path(pattern=INCIDENT_NUMBER, description="e.g. INC0010001"),
+) -> JSONResponse:
+    """Resolve a changeloop incident through its workflow's `resolve` update (state 6, close_code, close_notes)."""
+    try:
+        workflow_id = await incident_workflow_for(settings, number, body.correlation_id)
+    except IncidentLookupError as exc:
+        return envelope(404, "No Record found", str(exc))
+    resolution = ResolveIncident(
+        number=number,
+        resolved_by=body.resolved_by,
+        close_code=body.close_code,
+        close_notes=body.close_notes,
+        fixed_by=body.fixed_by,
+    )
+    try:
+        status = await resolve_incident(client, workflow_id, resolution)
+    except WorkflowUpdateFailedError as exc:
+        return _refusal(exc)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return envelope(409, "Conflict", f"{workflow_id} is not running: the incident is no longer waiting")
+    log.info("shim.incident_resolved", number=number, workflow_id=workflow_id, by=body.resolved_by)
+    return JSONResponse({"incident": number, "executionId": workflow_id, "status": status.phase.value}, status_code=202)
 
 
 def _refusal(exc: WorkflowUpdateFailedError) -> JSONResponse:

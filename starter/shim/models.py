@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, field_validator
 
 CHANGE_NUMBER = r"^CHG\d{7}$"
@@ -127,3 +128,9 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     temporal: str
     detail: str = ""
+
+
+def answer(model: BaseModel | dict[str, Any], status: int = 200) -> JSONResponse:
+    """A 2xx answer in the contract's camelCase, without empty optional fields."""
+    body = model if isinstance(model, dict) else model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return JSONResponse(body, status_code=status)

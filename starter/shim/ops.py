@@ -18,17 +18,18 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from google.protobuf import json_format
 from starlette.datastructures import Headers
 from temporalio.api.common.v1 import Payloads
-from temporalio.client import Client
 
-from config.registry import Registry
 from config.settings import Settings
 from ops.codec import EncryptionCodec, codec_from_settings
-from starter.shim.guard import ASGIApp, Message, Receive, Scope, Send, envelope, log
+from starter.shim.deps import RegistryDep, SettingsDep, TemporalDep
+from starter.shim.errors import envelope, log
+from starter.shim.guard import ASGIApp, Message, Receive, Scope, Send
+from starter.shim.models import Health, answer
 
 CODEC_PREFIX = "/codec/"
 CODEC_MAX_BODY = 16 * 1024 * 1024  # a page of history payloads, each up to 2 MB
@@ -174,63 +175,80 @@ def _payloads(body: bytes) -> Payloads:
         raise ValueError(str(exc)) from exc
 
 
-def _codec_routes(app: FastAPI, codec: EncryptionCodec | None) -> None:
-    async def transform(request: Request, decode: bool) -> JSONResponse:
-        if codec is None:
-            return envelope(404, "No Record found", "the codec endpoint is off: history encryption is not on")
-        try:
-            payloads = _payloads(await request.body())
-            out = await (codec.decode if decode else codec.encode)(list(payloads.payloads))
-        except ValueError as exc:
-            return envelope(400, "Bad Request", str(exc))
-        body: dict[str, Any] = json_format.MessageToDict(Payloads(payloads=out))
-        return JSONResponse({"payloads": body.get("payloads", [])})
-
-    @app.post("/codec/decode", tags=["operations"], include_in_schema=True)
-    async def codec_decode(request: Request) -> JSONResponse:
-        """Temporal remote codec: decrypt payloads for the UI / `temporal --codec-endpoint`. Bearer token."""
-        return await transform(request, decode=True)
-
-    @app.post("/codec/encode", tags=["operations"], include_in_schema=True)
-    async def codec_encode(request: Request) -> JSONResponse:
-        """Temporal remote codec: encrypt payloads (the UI encodes signal / query input with it). Bearer token."""
-        return await transform(request, decode=False)
+router = APIRouter(tags=["operations"])
 
 
-# -- install -----------------------------------------------------------------------------------------------------------
-def install_ops(app: FastAPI, settings: Settings, client: Client, registry: Registry) -> None:
-    """Routes and the codec guard; `RequestMetrics` is added by create_app last, so it is the outermost layer."""
+@router.get("/healthz", response_model=Health)
+async def healthz(settings: SettingsDep, client: TemporalDep) -> JSONResponse:
+    """200 when Temporal answers a health check, 503 otherwise. No auth: load balancers call it."""
+    try:
+        healthy = await client.service_client.check_health(timeout=timedelta(seconds=2))
+    except Exception as exc:  # any failure to reach the server is "unavailable", the probe must not 500
+        return answer(Health(status="unavailable", temporal=settings.temporal_address, detail=str(exc)), 503)
+    if not healthy:
+        return answer(Health(status="unavailable", temporal=settings.temporal_address, detail="not serving"), 503)
+    return answer(Health(status="ok", temporal=settings.temporal_address))
 
-    @app.get("/readyz", tags=["operations"])
-    async def readyz() -> JSONResponse:
-        """200 when Temporal answers and the runbook registry is loaded; 503 naming what is missing. No auth."""
-        problems = []
-        try:
-            if not await client.service_client.check_health(timeout=timedelta(seconds=2)):
-                problems.append("Temporal not serving")
-        except Exception as exc:  # unreachable is "not ready", never a 500
-            problems.append(f"Temporal unreachable: {exc}")
-        if not registry.runbooks:
-            problems.append(f"runbook registry {registry.source} has no runbook")
-        body = {
-            "status": "unavailable" if problems else "ok",
-            "temporal": settings.temporal_address,
-            "namespace": settings.temporal_namespace,
-            "runbooks": len(registry.runbooks),
-            "encryption": settings.encryption,
-        }
-        if problems:
-            body["detail"] = "; ".join(problems)
-        return JSONResponse(body, status_code=503 if problems else 200)
 
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    async def metrics(request: Request) -> PlainTextResponse:
-        """Prometheus text format: changeloop_shim_requests{method,route,status}. No auth (counts only)."""
-        recorder: RequestMetrics | None = request.scope.get("state", {}).get("request_metrics")
-        text = recorder.render() if recorder else ""
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+@router.get("/readyz")
+async def readyz(settings: SettingsDep, client: TemporalDep, registry: RegistryDep) -> JSONResponse:
+    """200 when Temporal answers and the runbook registry is loaded; 503 naming what is missing. No auth."""
+    problems = []
+    try:
+        if not await client.service_client.check_health(timeout=timedelta(seconds=2)):
+            problems.append("Temporal not serving")
+    except Exception as exc:  # unreachable is "not ready", never a 500
+        problems.append(f"Temporal unreachable: {exc}")
+    if not registry.runbooks:
+        problems.append(f"runbook registry {registry.source} has no runbook")
+    body = {
+        "status": "unavailable" if problems else "ok",
+        "temporal": settings.temporal_address,
+        "namespace": settings.temporal_namespace,
+        "runbooks": len(registry.runbooks),
+        "encryption": settings.encryption,
+    }
+    if problems:
+        body["detail"] = "; ".join(problems)
+    return JSONResponse(body, status_code=503 if problems else 200)
 
-    _codec_routes(app, codec_from_settings(settings))
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> PlainTextResponse:
+    """Prometheus text format: changeloop_shim_requests{method,route,status}. No auth (counts only)."""
+    recorder: RequestMetrics | None = request.scope.get("state", {}).get("request_metrics")
+    text = recorder.render() if recorder else ""
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+async def _transform(request: Request, decode: bool) -> JSONResponse:
+    codec: EncryptionCodec | None = request.app.state.codec
+    if codec is None:
+        return envelope(404, "No Record found", "the codec endpoint is off: history encryption is not on")
+    try:
+        payloads = _payloads(await request.body())
+        out = await (codec.decode if decode else codec.encode)(list(payloads.payloads))
+    except ValueError as exc:
+        return envelope(400, "Bad Request", str(exc))
+    body: dict[str, Any] = json_format.MessageToDict(Payloads(payloads=out))
+    return JSONResponse({"payloads": body.get("payloads", [])})
+
+
+@router.post("/codec/decode")
+async def codec_decode(request: Request) -> JSONResponse:
+    """Temporal remote codec: decrypt payloads for the UI / `temporal --codec-endpoint`. Bearer token."""
+    return await _transform(request, decode=True)
+
+
+@router.post("/codec/encode")
+async def codec_encode(request: Request) -> JSONResponse:
+    """Temporal remote codec: encrypt payloads (the UI encodes signal / query input with it). Bearer token."""
+    return await _transform(request, decode=False)
+
+
+def guard_codec(app: FastAPI, settings: Settings) -> None:
+    """The codec's tokens and CORS origins; `RequestMetrics` is added by create_app last, so it stays outermost."""
+    app.state.codec = codec_from_settings(settings)
     tokens = settings.codec_tokens.get_secret_value().split(",") if settings.codec_tokens else []
     origins = settings.codec_cors_origins or [_origin(settings.ui_url)]
     app.add_middleware(

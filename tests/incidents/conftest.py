@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
+from activities.catalog import central_activities
 from config.registry import load_registry
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
@@ -22,7 +23,7 @@ from servicenow.query import Query
 from tests.helpers import wait_for
 from tests.incidents.report_twice import ReportTwiceWorkflow
 from tests.workflows.conftest import TEST_REGISTRY, Changes, start
-from worker import WORKFLOW_INTERCEPTORS, WORKFLOWS, activities_for
+from workflows.catalog import WORKFLOW_INTERCEPTORS, WORKFLOWS
 
 DEFAULT_GROUP = "Change Advisory Board"  # no seeded CI names it as support or managed-by group
 
@@ -44,7 +45,7 @@ def incident_worker_for(client: Client, settings: Settings, sn: ServiceNowClient
         client,
         task_queue=settings.task_queue,
         workflows=[*WORKFLOWS, ReportTwiceWorkflow],
-        activities=activities_for(client, settings, load_registry(TEST_REGISTRY), sn),
+        activities=central_activities(client, settings, load_registry(TEST_REGISTRY), sn),
         interceptors=list(WORKFLOW_INTERCEPTORS),
     )
 

@@ -7,18 +7,14 @@ successful or unsuccessful. The ticket is the audit trail; this workflow's histo
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from config.runbooks import Runbook
     from servicenow.change_request import ChangeState, CloseCode
+    from workflows import calls
     from workflows import search_attributes as sa
-    from workflows.calls import Act
     from workflows.change.models import (
         GATE_EMPTY_APPROVER,
         GATE_NOT_OPEN,
@@ -28,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
         UPDATE_DECIDE,
         ApprovalInput,
         BeginInput,
-        BeginResult,
         ChangeInput,
         ChangeOutcome,
         ChangeResult,
@@ -41,26 +36,18 @@ with workflow.unsafe.imports_passed_through():
         GateStatus,
         NoteInput,
     )
+    from workflows.failures import failure_message
     from workflows.incident.models import FailureReport, IncidentRef
     from workflows.incident.reporting import generic_report, open_incident, step_report
     from workflows.runbook.models import (
         SIGNAL_STEP_PROGRESS,
         ResolveInput,
-        RunbookChoice,
         RunbookResult,
         RunbookRun,
         runbook_workflow_id,
     )
-    from workflows.runbook.workflow import failure_message
     from workflows.status import QUERY_STATUS, StepOutcome, StepRecord
     from workflows.wave.models import wave_workflow_id
-
-SERVICENOW_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["BadRequest", "Forbidden", "NotFound", "NotAuthenticated", "ChangeNotFound"],
-)
-SERVICENOW_TIMEOUT = timedelta(seconds=60)
 
 
 def _state_name(value: str) -> str:
@@ -143,12 +130,10 @@ class ChangeRequestWorkflow:
         return result
 
     async def _run(self, change: ChangeInput) -> ChangeResult:
-        ticket = self._ticket = await self._activity(Act.LOAD_CHANGE, change.number, ChangeTicket)
+        ticket = self._ticket = await calls.LOAD_CHANGE(change.number)
         self._status.ticket_state = _state_name(ticket.state)
         self._status.phase = "resolving"
-        choice = await self._activity(
-            Act.RESOLVE_RUNBOOK, ResolveInput(template=ticket.template, category=ticket.category), RunbookChoice
-        )
+        choice = await calls.RESOLVE_RUNBOOK(ResolveInput(template=ticket.template, category=ticket.category))
         if choice.runbook is None:
             return await self._no_runbook(ticket)
         runbook = self._runbook = choice.runbook
@@ -165,9 +150,7 @@ class ChangeRequestWorkflow:
         )
 
         self._status.phase = "starting"
-        begun = await self._activity(
-            Act.BEGIN_IMPLEMENTATION, BeginInput(ticket=ticket, runbook=runbook.name), BeginResult
-        )
+        begun = await calls.BEGIN_IMPLEMENTATION(BeginInput(ticket=ticket, runbook=runbook.name))
         self._set_ticket_state(ChangeState.IMPLEMENT)
 
         if runbook.destructive and not await self._approval_gate(ticket, runbook):
@@ -193,17 +176,8 @@ class ChangeRequestWorkflow:
         return await self._close_succeeded(ticket, runbook, begun.execution_url, result)
 
     # -- pieces ------------------------------------------------------------------------------------------------------
-    async def _activity(self, name: str, arg: object, result_type: type | None = None) -> Any:
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=SERVICENOW_TIMEOUT,
-            retry_policy=SERVICENOW_RETRY,
-        )
-
     async def _note(self, ticket: ChangeTicket, text: str) -> None:
-        await self._activity(Act.ADD_WORK_NOTE, NoteInput(sys_id=ticket.sys_id, text=text))
+        await calls.ADD_WORK_NOTE(NoteInput(sys_id=ticket.sys_id, text=text))
 
     def _set_ticket_state(self, state: ChangeState) -> None:
         self._status.ticket_state = _state_name(state.value)
@@ -255,7 +229,7 @@ class ChangeRequestWorkflow:
 
     async def _close(self, ticket: ChangeTicket, code: CloseCode, notes: str) -> None:
         self._status.phase = "closing"
-        await self._activity(Act.CLOSE_CHANGE, CloseInput(ticket=ticket, close_code=code.value, close_notes=notes))
+        await calls.CLOSE_CHANGE(CloseInput(ticket=ticket, close_code=code.value, close_notes=notes))
         self._set_ticket_state(ChangeState.CLOSED)
 
     def _finish(self, result: ChangeResult) -> ChangeResult:

@@ -6,28 +6,18 @@ there. The callback is an activity with retries, so a receiver that is down for 
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from config.runbooks import Runbook
-    from workflows.calls import Act
+    from workflows import calls
+    from workflows.failures import failure_message
     from workflows.flow.models import CallbackInput, FlowName, FlowRun
     from workflows.incident.models import FailureReport
     from workflows.incident.reporting import step_report
-    from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookChoice, RunbookResult, RunbookRun, RunbookStatus
-    from workflows.runbook.workflow import failure_message
+    from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookResult, RunbookRun, RunbookStatus
     from workflows.status import QUERY_STATUS, Progress, StepOutcome, StepRecord
-
-CALLBACK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=20,
-    non_retryable_error_types=["CallbackRefused"],
-)
 
 
 @workflow.defn(name="FlowRunWorkflow")
@@ -55,12 +45,7 @@ class FlowRunWorkflow:
 
     @workflow.run
     async def run(self, run: FlowRun) -> RunbookResult:
-        runbook = await workflow.execute_activity(
-            Act.RESOLVE_FLOW,
-            FlowName(flow=run.flow),
-            result_type=RunbookChoice,
-            start_to_close_timeout=timedelta(seconds=30),
-        )
+        runbook = await calls.RESOLVE_FLOW(FlowName(flow=run.flow))
         if runbook.runbook is None:
             raise ApplicationError(f"unknown flow {run.flow!r}", type="UnknownFlow", non_retryable=True)
         book = self._book = runbook.runbook
@@ -85,12 +70,7 @@ class FlowRunWorkflow:
         self._status.result = result
         if run.callback_url:
             payload = {"executionId": workflow.info().workflow_id, "flow": run.flow} | result.model_dump(mode="json")
-            await workflow.execute_activity(
-                Act.POST_CALLBACK,
-                CallbackInput(url=run.callback_url, payload=payload),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=CALLBACK_RETRY,
-            )
+            await calls.POST_CALLBACK(CallbackInput(url=run.callback_url, payload=payload))
         if not result.succeeded:
             raise ApplicationError(
                 f"flow {run.flow!r} failed at step {result.failed_step!r}: {result.error}",

@@ -24,6 +24,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from config.runbooks import Step
     from workflows import search_attributes as sa
+    from workflows.failures import describe, error_type, root_cause
     from workflows.incident.models import (
         INCIDENT_PATCH,
         INCIDENT_WORKFLOW,
@@ -42,16 +43,6 @@ with workflow.unsafe.imports_passed_through():
 NUMBER_WAIT = timedelta(minutes=5)
 
 
-def root_cause(error: BaseException) -> BaseException:
-    while isinstance(getattr(error, "cause", None), BaseException):
-        error = error.cause  # type: ignore[attr-defined]
-    return error
-
-
-def error_type(error: BaseException) -> str:
-    return error.type if isinstance(error, ApplicationError) and error.type else type(error).__name__
-
-
 def generic_report(error: BaseException) -> FailureReport:
     """What the error chain and the search attributes tell about any failed workflow."""
     activity = ""
@@ -61,11 +52,10 @@ def generic_report(error: BaseException) -> FailureReport:
             activity = link.activity_type
         link = getattr(link, "cause", None)
     root = root_cause(error)
-    message = str(error) if root is error or str(root) in str(error) else f"{error} (cause: {root})"
     attributes = workflow.info().typed_search_attributes
     return FailureReport(
         activity=activity,
-        error_message=message,
+        error_message=describe(error),
         error_type=error_type(root),
         log_lines=str(root).splitlines(),
         change_number=attributes.get(sa.CHANGE_NUMBER) or "",

@@ -13,14 +13,12 @@ while this one runs, and the reporter asks this one for the number instead (`rep
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.calls import Act, IncidentAct
+    from workflows import calls
     from workflows.change.models import NoteInput
     from workflows.incident.models import (
         RESOLVE_NO_RESOLVER,
@@ -30,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_REPORT_TO,
         SIGNAL_RESOLVE,
         UPDATE_RESOLVE,
-        Impact,
         ImpactInput,
         IncidentPhase,
         IncidentPolicy,
@@ -45,14 +42,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.status import QUERY_STATUS
 
-SERVICENOW_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["BadRequest", "Forbidden", "NotFound", "NotAuthenticated"],
-)
-SLACK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=5
-)
 OPEN_PHASES = {IncidentPhase.OPENING, IncidentPhase.OPEN}
 
 
@@ -108,31 +97,24 @@ class OpenIncidentWorkflow:
     # -- the run -----------------------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, request: IncidentRequest) -> IncidentStatus:
-        policy = await self._activity(
-            IncidentAct.POLICY,
-            PolicyInput(workflow_type=request.workflow_type, production=request.production),
-            IncidentPolicy,
+        policy = await calls.INCIDENT_POLICY(
+            PolicyInput(workflow_type=request.workflow_type, production=request.production)
         )
         if not policy.open:
             self._status.phase, self._status.reason = IncidentPhase.NOT_OPENED, policy.reason
             await self._tell(IncidentRef(workflow_id=workflow.info().workflow_id))
             return await self._finish()
-        impact = await self._activity(
-            IncidentAct.IMPACT,
+        impact = await calls.INCIDENT_IMPACT(
             ImpactInput(
                 ci_sys_ids=request.ci_sys_ids,
                 ci_names=request.ci_names,
                 change_number=request.change_number,
                 change_sys_id=request.change_sys_id,
-            ),
-            Impact,
+            )
         )
         # Shorter than the instance's worst hang: a create whose answer is late is retried, and the retry finds it.
-        incident = await self._activity(
-            IncidentAct.OPEN,
-            OpenIncidentInput(request=request, impact=impact, log_lines=policy.log_lines),
-            IncidentRef,
-            within=policy.create_timeout,
+        incident = await calls.OPEN_INCIDENT.narrowed(timeout=policy.create_timeout)(
+            OpenIncidentInput(request=request, impact=impact, log_lines=policy.log_lines)
         )
         self._status.incident, self._status.phase = incident, IncidentPhase.OPEN
         self._status.opened_at = workflow.now()
@@ -163,10 +145,8 @@ class OpenIncidentWorkflow:
         resolution = self._resolution
         self._status.phase = IncidentPhase.RESOLVING
         notes = self._close_notes(request, resolution)
-        await self._activity(
-            IncidentAct.RESOLVE,
-            ResolveRecordInput(sys_id=incident.sys_id, close_code=resolution.close_code, close_notes=notes),
-            str,
+        await calls.RESOLVE_INCIDENT(
+            ResolveRecordInput(sys_id=incident.sys_id, close_code=resolution.close_code, close_notes=notes)
         )
         self._status.resolution, self._status.close_notes = resolution, notes
         self._status.resolved_at, self._status.phase = workflow.now(), IncidentPhase.RESOLVED
@@ -188,15 +168,6 @@ class OpenIncidentWorkflow:
         return "\n".join(lines)
 
     # -- pieces ------------------------------------------------------------------------------------------------------
-    async def _activity(self, name: str, arg: object, result_type: type, within: timedelta | None = None) -> Any:
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=within or timedelta(seconds=60),
-            retry_policy=SERVICENOW_RETRY,
-        )
-
     async def _tell(self, incident: IncidentRef) -> None:
         """The failed workflow (and any later reporter) learns the number; one that has closed meanwhile is skipped."""
         waiting, self._waiting = self._waiting, []
@@ -213,23 +184,17 @@ class OpenIncidentWorkflow:
             + f": {incident.url}\nAssigned to {incident.assignment_group or 'no group'}, "
             f"impact {incident.impact} / urgency {incident.urgency}. Incident workflow: {workflow.info().workflow_id}"
         )
-        await self._activity(Act.ADD_WORK_NOTE, NoteInput(sys_id=change_sys_id, text=text), type(None))
+        await calls.ADD_WORK_NOTE(NoteInput(sys_id=change_sys_id, text=text))
 
     async def _slack(self, incident: IncidentRef, request: IncidentRequest) -> None:
         try:
-            self._status.slack = str(
-                await workflow.execute_activity(
-                    IncidentAct.SLACK,
-                    SlackInput(
-                        incident=incident,
-                        failed_workflow_id=request.failed_workflow_id,
-                        failed_run_id=request.failed_run_id,
-                        workflow_type=request.workflow_type,
-                        step=request.step,
-                    ),
-                    result_type=str,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=SLACK_RETRY,
+            self._status.slack = await calls.NOTIFY_SLACK(
+                SlackInput(
+                    incident=incident,
+                    failed_workflow_id=request.failed_workflow_id,
+                    failed_run_id=request.failed_run_id,
+                    workflow_type=request.workflow_type,
+                    step=request.step,
                 )
             )
         except ActivityError as error:  # Slack is a courtesy: the incident is what counts

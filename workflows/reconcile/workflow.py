@@ -11,24 +11,20 @@ each fit a payload, and the summary (whose name lists are samples; its counts ar
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from config.reconcile import Source
-    from workflows.calls import ReconcileAct
+    from workflows import calls
+    from workflows.failures import root_cause
     from workflows.reconcile.models import (
         SAMPLE_LIMIT,
         ApplyRequest,
         BatchOutcome,
-        DeltaBatch,
         DiffReport,
         DiffRequest,
-        PullReport,
         PullRequest,
         ReconcileInput,
         ReconcileStatus,
@@ -37,19 +33,6 @@ with workflow.unsafe.imports_passed_through():
         ScanRequest,
     )
     from workflows.status import QUERY_STATUS
-
-SERVICENOW_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["BadRequest", "Forbidden", "NotFound", "NotAuthenticated", "ReconcileStateMissing"],
-)
-LOCAL_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["ReconcileStateMissing"])
-
-
-def _cause(error: BaseException) -> str:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return str(error)
 
 
 @workflow.defn(name="ReconcileWorkflow")
@@ -69,70 +52,39 @@ class ReconcileWorkflow:
         summary.sources = list(await asyncio.gather(*(self._scan(s) for s in config.sources)))
 
         self._status.phase = "pulling"
-        pulled: PullReport = await self._act(
-            ReconcileAct.PULL_CMDB,
-            PullRequest(scope=config.cmdb, key_fields=sorted({s.key_field for s in config.sources})),
-            PullReport,
-            timedelta(minutes=30),
+        pulled = await calls.PULL_CMDB(
+            PullRequest(scope=config.cmdb, key_fields=sorted({s.key_field for s in config.sources}))
         )
         summary.cmdb_cis = pulled.cis
 
         self._status.phase = "diffing"
-        report: DiffReport = await self._act(
-            ReconcileAct.DIFF, DiffRequest(config=config, scans=summary.sources), DiffReport, timedelta(minutes=30)
-        )
+        report = await calls.DIFF(DiffRequest(config=config, scans=summary.sources))
         self._take_report(summary, report)
 
         if not request.dry_run:
             self._status.phase = "applying"
             self._status.batches_total = report.batches
             for index in range(report.batches):
-                batch: DeltaBatch = await self._act(ReconcileAct.LOAD_BATCH, index, DeltaBatch, timedelta(minutes=1))
-                outcome: BatchOutcome = await self._act(
-                    ReconcileAct.APPLY_BATCH,
-                    ApplyRequest(batch=batch, config=config),
-                    BatchOutcome,
-                    timedelta(minutes=30),
-                )
+                batch = await calls.LOAD_BATCH(index)
+                outcome = await calls.APPLY_BATCH(ApplyRequest(batch=batch, config=config))
                 self._take_outcome(summary, outcome)
                 self._status.batches_done = index + 1
 
         self._status.phase = "reporting"
-        await self._act(ReconcileAct.CLEAN_UP, None, None, timedelta(minutes=1))
+        await calls.CLEAN_UP(None)
         try:
-            summary.slack = await self._act(ReconcileAct.POST_SUMMARY, summary, str, timedelta(seconds=30))
+            summary.slack = await calls.POST_SUMMARY(summary)
         except ActivityError as error:  # the summary is still the result: Slack is a courtesy copy
-            summary.slack = f"failed: {_cause(error)}"
+            summary.slack = f"failed: {root_cause(error)}"
         self._status.phase = "done"
         return summary
 
-    async def _act(self, name: str, arg: object, result_type: type | None, within: timedelta) -> Any:
-        return await workflow.execute_activity(
-            name,
-            args=[] if arg is None else [arg],
-            result_type=result_type,
-            start_to_close_timeout=within,
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=SERVICENOW_RETRY,
-        )
-
     async def _scan(self, source: Source) -> ScanReport:
         try:
-            report: ScanReport = await workflow.execute_activity(
-                ReconcileAct.SCAN_SOURCE,
-                ScanRequest(source=source),
-                result_type=ScanReport,
-                start_to_close_timeout=source.timeout,
-                heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    maximum_attempts=source.attempts,
-                    non_retryable_error_types=["SourceMisconfigured"],
-                ),
-            )
-            return report
+            scan = calls.SCAN_SOURCE.narrowed(timeout=source.timeout, retry=calls.attempts(source.attempts))
+            return await scan(ScanRequest(source=source))
         except ActivityError as error:
-            return ScanReport(source=source.name, kind=source.kind, ok=False, error=_cause(error))
+            return ScanReport(source=source.name, kind=source.kind, ok=False, error=str(root_cause(error)))
 
     @staticmethod
     def _take_report(summary: ReconcileSummary, report: DiffReport) -> None:

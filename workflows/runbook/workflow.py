@@ -11,34 +11,24 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from config.runbooks import Step
-    from workflows.calls import RESOLVE_SITE, Act
+    from workflows import calls
     from workflows.change.models import NoteInput
+    from workflows.failures import error_type, failure_message, root_cause
     from workflows.incident.models import FailureReport
-    from workflows.incident.reporting import error_type, root_cause, step_attempts, step_report
+    from workflows.incident.reporting import step_attempts, step_report
     from workflows.runbook.models import (
         SIGNAL_STEP_PROGRESS,
         RunbookResult,
         RunbookRun,
         RunbookStatus,
         StepInput,
-        StepOutput,
     )
     from workflows.site.models import SITE_ROUTING_PATCH, SiteQuery, SiteRoute
     from workflows.status import Progress, StepOutcome, StepRecord
-
-NOTE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-
-
-def failure_message(error: BaseException) -> str:
-    """The innermost message: an activity's ApplicationError, not the 'Activity task failed' wrapper."""
-    while isinstance(error, ActivityError) and error.cause is not None:
-        error = error.cause
-    return str(error)
 
 
 @workflow.defn(name="RunbookWorkflow")
@@ -95,34 +85,19 @@ class RunbookWorkflow:
         return result
 
     async def _resolve_site(self, run: RunbookRun) -> None:
-        """Steps act on the run's `{host}`: they run on the task queue of that CI's site (workflows/sites.py)."""
+        """Steps act on the run's `{host}`: they run on the task queue of that CI's site (workflows/site/models.py)."""
         host = run.variables.get("host", "")
         if host and workflow.patched(SITE_ROUTING_PATCH):
-            self._route = await workflow.execute_activity(
-                RESOLVE_SITE,
-                SiteQuery(ci_name=host),
-                result_type=SiteRoute,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=NOTE_RETRY,
-            )
+            self._route = await calls.RESOLVE_SITE(SiteQuery(ci_name=host))
 
     async def _run_step(self, run: RunbookRun, step: Step) -> StepRecord:
         self._status.step = step.name
         started = workflow.now()
         try:
-            output = await workflow.execute_activity(
-                Act.RUN_STEP,
-                StepInput(step=step, variables=run.variables),
-                result_type=StepOutput,
-                task_queue=self._route.task_queue or None,
-                start_to_close_timeout=step.timeout,
-                heartbeat_timeout=step.heartbeat_timeout,
-                retry_policy=RetryPolicy(
-                    maximum_attempts=step.retries + 1,
-                    initial_interval=timedelta(seconds=1),
-                    non_retryable_error_types=["MissingVariable", "UnsafeVariable", "CommandNotFound"],
-                ),
+            run_step = calls.RUN_STEP.narrowed(
+                timeout=step.timeout, heartbeat=step.heartbeat_timeout, retry=calls.attempts(step.retries + 1)
             )
+            output = await run_step(StepInput(step=step, variables=run.variables), task_queue=self._route.task_queue)
         except ActivityError as error:
             return StepRecord(
                 name=step.name,
@@ -166,9 +141,4 @@ class RunbookWorkflow:
         text = "\n\n".join(self._pending_notes)
         self._pending_notes = []
         self._last_flush = workflow.now()
-        await workflow.execute_activity(
-            Act.ADD_WORK_NOTE,
-            NoteInput(sys_id=run.change_sys_id, text=text),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=NOTE_RETRY,
-        )
+        await calls.ADD_WORK_NOTE(NoteInput(sys_id=run.change_sys_id, text=text))

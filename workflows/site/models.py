@@ -29,3 +29,9 @@ class SiteRoute(BaseModel):
 def site_slug(site: str) -> str:
     """ "Frankfurt DC1" -> "frankfurt-dc1": the CMDB's display value and `--site` name the same queue."""
     return re.sub(r"[^a-z0-9]+", "-", site.strip().lower()).strip("-")
+
+
+def site_queue(task_queue: str, site: str) -> str:
+    """`<task queue>-<site slug>`: the one name of a site's queue, for the site worker and for the central worker
+    that routes host operations there."""
+    return f"{task_queue}-{site_slug(site)}"

@@ -8,17 +8,14 @@ wave continues as new and cannot await children that an earlier run started.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.calls import WaveAct
+    from workflows import calls
+    from workflows.failures import failure_message
     from workflows.status import QUERY_STATUS
     from workflows.wave.models import (
-        HOST_NON_RETRYABLE,
         SIGNAL_HOST_DONE,
         HostOpInput,
         HostOpResult,
@@ -63,15 +60,15 @@ class PatchHostWorkflow:
     async def _patch(self, job: PatchHostInput) -> HostReport:
         name = job.ci.name
         try:
-            snapshot = await self._op(job, WaveAct.HOST_SNAPSHOT, "snapshot", label=job.change_number)
+            snapshot = await self._op(job, calls.HOST_SNAPSHOT, "snapshot", label=job.change_number)
         except HostStepFailed as error:
             return HostReport(ci=name, outcome=HostOutcome.FAILED, detail=f"{error}; host left untouched")
         try:
-            patched = await self._op(job, WaveAct.HOST_PATCH, "patch", level=job.target_level)
+            patched = await self._op(job, calls.HOST_PATCH, "patch", level=job.target_level)
         except HostStepFailed as error:
             return await self._rollback(job, snapshot, str(error))
         try:
-            health = await self._op(job, WaveAct.HOST_HEALTH_CHECK, "health check")
+            health = await self._op(job, calls.HOST_HEALTH_CHECK, "health check")
             problem = "" if health.healthy else f"health check failed after patch: {health.message or 'unhealthy'}"
         except HostStepFailed as error:
             problem = str(error)
@@ -86,36 +83,24 @@ class PatchHostWorkflow:
     async def _rollback(self, job: PatchHostInput, snapshot: HostOpResult, reason: str) -> HostReport:
         name = job.ci.name
         try:
-            await self._op(job, WaveAct.HOST_ROLLBACK, "rollback", snapshot_id=snapshot.snapshot_id)
+            await self._op(job, calls.HOST_ROLLBACK, "rollback", snapshot_id=snapshot.snapshot_id)
         except HostStepFailed as error:
             return HostReport(ci=name, outcome=HostOutcome.FAILED, detail=f"{reason}; {error}: needs a human")
         detail = f"{reason}; rolled back to {snapshot.snapshot_id}"
         return HostReport(ci=name, outcome=HostOutcome.ROLLED_BACK, detail=detail, changed=True)
 
-    async def _op(self, job: PatchHostInput, activity: str, step: str, **fields: str) -> HostOpResult:
+    async def _op(
+        self, job: PatchHostInput, call: calls.Call[HostOpInput, HostOpResult], step: str, **fields: str
+    ) -> HostOpResult:
         self._status.step = step
+        ops = job.ops
+        op = call.narrowed(timeout=ops.timeout, heartbeat=ops.heartbeat_timeout, retry=calls.attempts(ops.retries + 1))
         try:
-            result: HostOpResult = await workflow.execute_activity(
-                activity,
-                HostOpInput(ci=job.ci, change_number=job.change_number, **fields),
-                result_type=HostOpResult,
-                task_queue=job.ci.task_queue or None,  # the site worker of the host (workflows/sites.py)
-                start_to_close_timeout=job.ops.timeout,
-                heartbeat_timeout=job.ops.heartbeat_timeout,
-                retry_policy=RetryPolicy(
-                    maximum_attempts=job.ops.retries + 1,
-                    initial_interval=timedelta(seconds=1),
-                    non_retryable_error_types=HOST_NON_RETRYABLE,
-                ),
+            # On the site worker of the host (workflows/site/models.py); "" = this queue.
+            result = await op(
+                HostOpInput(ci=job.ci, change_number=job.change_number, **fields), task_queue=job.ci.task_queue
             )
         except ActivityError as error:
-            raise HostStepFailed(step, _host_words(error)) from error
+            raise HostStepFailed(step, failure_message(error)) from error
         self._status.done.append(step)
         return result
-
-
-def _host_words(error: BaseException) -> str:
-    """The innermost message without its error type: it goes into the ticket, for people."""
-    while isinstance(error, ActivityError) and error.cause is not None:
-        error = error.cause
-    return error.message if isinstance(error, ApplicationError) else str(error)

@@ -31,7 +31,6 @@ HOST_UNREACHABLE = "HostUnreachable"
 HOST_OPERATION_FAILED = "HostOperationFailed"
 HOST_NOT_FOUND = "HostNotFound"
 NO_HOST_DRIVER = "NoHostDriver"
-HOST_NON_RETRYABLE = [HOST_OPERATION_FAILED, HOST_NOT_FOUND, NO_HOST_DRIVER, "MissingVariable", "UnsafeVariable"]
 
 
 # -- CIs -----------------------------------------------------------------------------------------------------------

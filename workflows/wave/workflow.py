@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from config.runbooks import WaveParams
+    from workflows import calls
     from workflows import search_attributes as sa
-    from workflows.calls import Act, WaveAct
     from workflows.change.models import NoteInput
+    from workflows.failures import failure_message
     from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookResult
-    from workflows.runbook.workflow import failure_message
     from workflows.status import QUERY_STATUS, StepOutcome, StepRecord
     from workflows.wave import report
     from workflows.wave.models import (
@@ -44,18 +44,12 @@ with workflow.unsafe.imports_passed_through():
         PatchHostInput,
         PlanInput,
         WavePage,
-        WavePlan,
         WaveRun,
         WaveState,
         WaveStatus,
         patch_host_workflow_id,
     )
 
-SERVICENOW_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["BadRequest", "Forbidden", "NotFound", "NotAuthenticated", "ApplicationNotFound"],
-)
 FAILURES = (CiState.ROLLED_BACK, CiState.FAILED)
 
 
@@ -151,17 +145,13 @@ class PatchWaveWorkflow:
 
     async def _plan(self) -> None:
         run, params = self._run, self._params
-        plan = await workflow.execute_activity(
-            WaveAct.PLAN_WAVE,
+        plan = await calls.PLAN_WAVE(
             PlanInput(
                 change_sys_id=run.change_sys_id,
                 application=params.application or ("" if run.change_sys_id else run.variables.get("host", "")),
                 relationship_types=params.relationship_types,
                 ci_classes=params.ci_classes,
-            ),
-            result_type=WavePlan,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=SERVICENOW_RETRY,
+            )
         )
         self._state.plan, self._state.started_at = plan, workflow.now()
         self._phase = "rolling"
@@ -170,19 +160,14 @@ class PatchWaveWorkflow:
     async def _load_page(self) -> WavePage:
         state, params = self._state, self._params
         assert state.plan is not None
-        page: WavePage = await workflow.execute_activity(
-            WaveAct.LOAD_WAVE_PAGE,
+        page = await calls.LOAD_WAVE_PAGE(
             PageInput(
                 application_sys_id=state.plan.application_sys_id,
                 relationship_types=params.relationship_types,
                 ci_classes=params.ci_classes,
                 after=state.cursor,
                 size=params.page_size,
-            ),
-            result_type=WavePage,
-            start_to_close_timeout=timedelta(minutes=5),
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=SERVICENOW_RETRY,
+            )
         )
         state.cursor, state.exhausted = page.cursor, not page.more
         return page
@@ -305,12 +290,7 @@ class PatchWaveWorkflow:
     async def _note(self, text: str) -> None:
         if not self._run.change_sys_id:
             return  # a wave started on its own has no ticket
-        await workflow.execute_activity(
-            Act.ADD_WORK_NOTE,
-            NoteInput(sys_id=self._run.change_sys_id, text=text),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=SERVICENOW_RETRY,
-        )
+        await calls.ADD_WORK_NOTE(NoteInput(sys_id=self._run.change_sys_id, text=text))
 
     async def _report_step(self, name: str, outcome: StepOutcome, started: datetime, detail: str) -> None:
         """A few wave-level steps for the parent change's status and close notes (never one per host)."""

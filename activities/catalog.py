@@ -1,0 +1,77 @@
+"""The one registration list: every activity the central worker runs, and the host operations a site worker runs.
+
+Each activity registers under its name in workflows/calls.py; a test checks that every call there has exactly one
+activity here. Activities that need ServiceNow, Temporal or the registry get them here, once per worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+
+from activities.change.tickets import TicketActivities
+from activities.flow.callbacks import CallbackActivities
+from activities.incident.records import IncidentActivities
+from activities.poll.intake import IntakeActivities
+from activities.reconcile.pipeline import ReconcileActivities
+from activities.runbook.lookup import RegistryActivities
+from activities.runbook.steps import run_step
+from activities.site.queues import SiteActivities
+from activities.wave.hosts import HostActivities
+from activities.wave.plan import WaveActivities
+from config.registry import Registry
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
+
+
+def host_activities(settings: Settings, registry: Registry) -> list[Any]:
+    """What touches hosts: runbook steps and the host operator. A site worker runs only these (no ServiceNow
+    credentials in a site's network); the central worker runs them for CIs without a site."""
+    hosts = HostActivities(registry.hosts, settings)
+    return [
+        run_step,
+        hosts.host_snapshot,
+        hosts.host_patch,
+        hosts.host_health_check,
+        hosts.host_rollback,
+        hosts.host_run_action,
+    ]
+
+
+def central_activities(client: Client, settings: Settings, registry: Registry, sn: ServiceNowClient) -> list[Any]:
+    tickets = TicketActivities(sn, settings)
+    intake = IntakeActivities(sn, client, settings)
+    lookups = RegistryActivities(registry)
+    callbacks = CallbackActivities(settings)
+    wave = WaveActivities(sn, settings)
+    sites = SiteActivities(sn, settings)
+    incidents = IncidentActivities(sn, settings)
+    reconcile = ReconcileActivities(sn, settings)
+    return [
+        tickets.load_change,
+        tickets.begin_implementation,
+        tickets.add_work_note,
+        tickets.close_change,
+        lookups.resolve_runbook,
+        lookups.resolve_flow,
+        intake.find_approved_changes,
+        intake.start_change_workflows,
+        callbacks.post_callback,
+        sites.resolve_site,
+        wave.plan_wave,
+        wave.load_wave_page,
+        incidents.incident_policy,
+        incidents.incident_impact,
+        incidents.open_incident_record,
+        incidents.resolve_incident_record,
+        incidents.notify_slack,
+        reconcile.scan_source,
+        reconcile.pull_cmdb,
+        reconcile.diff,
+        reconcile.load_batch,
+        reconcile.apply_batch,
+        reconcile.clean_up,
+        reconcile.post_summary,
+        *host_activities(settings, registry),
+    ]
