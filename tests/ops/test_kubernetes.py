@@ -322,11 +322,12 @@ def heartbeat_timeouts_in_code() -> Iterator[tuple[str, timedelta]]:
     for folder in HEARTBEAT_SOURCES:
         for path in sorted((ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
-                value = None
                 if isinstance(node, ast.keyword) and node.arg == "heartbeat_timeout":
                     value = _timedelta_literal(node.value)
                 elif isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "heartbeat_timeout":
                     value = _timedelta_literal(node.value)
+                else:
+                    continue
                 if value is not None:
                     yield f"{path.relative_to(ROOT)}:{node.lineno}", value
 
@@ -415,4 +416,3 @@ def test_network_policies_admit_the_shim_on_8000_and_the_worker_to_prometheus_on
     for policy in policies_for(applied, worker):
         for rule in policy["spec"].get("ingress", []):
             assert rule.get("from"), "the worker's metrics are for the monitoring namespace, not everyone"
-
