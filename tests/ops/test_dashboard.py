@@ -1,7 +1,7 @@
 """The Grafana dashboard (deploy/grafana/changeloop.json) queries only metrics that somebody exports.
 
 The exported names come from the code: ops/metrics.py's counters (the worker) and the shim's /metrics rendering
-(starter/shim_ops.py), plus a short list of Temporal SDK metrics that the last test confirms by running a worker on
+(starter/shim/ops.py), plus a short list of Temporal SDK metrics that the last test confirms by running a worker on
 the same Prometheus exporter the worker uses (ops.metrics.prometheus_runtime) against the dev server. Panels over
 metrics the code does not export yet live in deploy/grafana/panels-pending.json until the metrics exist.
 """
@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from ops.metrics import COUNTERS, declare, prometheus_runtime
-from starter.shim_ops import RequestMetrics
+from starter.shim.ops import RequestMetrics
 from tests.ops.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,10 +24,9 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from settings import Settings
-from starter.registry import parse_registry
-from workflows.models import Step
-from workflows.wave_models import WaveParams
+from config.registry import parse_registry
+from config.runbooks import Step, WaveParams
+from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -265,7 +264,7 @@ def test_disruption_budgets_keep_one_worker_and_one_shim(applied: list[dict[str,
 
 # -- secrets ----------------------------------------------------------------------------------------------------------
 def secret_settings() -> set[str]:
-    """CHANGELOOP_* names of every setting typed SecretStr (settings.py), plus the ServiceNow user and OAuth client."""
+    """CHANGELOOP_* names of every setting typed SecretStr (config/settings.py), plus the ServiceNow user and OAuth client."""
     names = {"servicenow_username", "servicenow_client_id"}
     for name, field in Settings.model_fields.items():
         if field.annotation is SecretStr or SecretStr in typing.get_args(field.annotation):
