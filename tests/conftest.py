@@ -22,9 +22,12 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.registry import Registry, load_registry
 from config.settings import Settings
 from servicenow.auth import BasicAuth
 from servicenow.client import ServiceNowClient
+from tests.changes import TEST_REGISTRY, Changes
+from worker import build_worker
 
 # DESIGN.md §4: the custom search attributes every environment pre-registers.
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
@@ -201,3 +204,24 @@ def settings(sandbox_url: str, temporal_env: WorkflowEnvironment) -> Settings:
         runbooks=None,
         log_level="INFO",
     )
+
+
+# --- the central worker and changes, for the change, flow, security and ops tests -----------------------------------
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return load_registry(TEST_REGISTRY)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def worker(temporal_client: Client, settings: Settings, registry: Registry, sandbox: Any) -> AsyncIterator[Any]:
+    """One in-process worker for the session, on the settings' task queue, talking to the sandbox."""
+    async with ServiceNowClient.from_settings(settings) as sn:
+        async with build_worker(temporal_client, settings, registry, sn) as running:
+            yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def changes(sn_client: ServiceNowClient) -> Changes:
+    return Changes(sn_client)

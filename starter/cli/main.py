@@ -150,11 +150,8 @@ def sandbox(
     ),
 ) -> None:
     """Run the sandbox ServiceNow instance in the foreground (seeded on first start)."""
-    from sandbox.server import SandboxConfig, serve
+    from starter.devstack.sandbox import serve_sandbox
 
     settings = get_settings()
     token = webhook_token or (settings.webhook_token.get_secret_value() if settings.webhook_token else None)
-    if db != ":memory:":
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"sandbox ServiceNow on http://{host}:{port} (admin/admin, changeloop.integration/sn-integration-pw)")
-    serve(SandboxConfig(host=host, port=port, db_path=db, webhook_url=webhook_url, webhook_token=token))
+    serve_sandbox(host, port, db, webhook_url, token, console)

@@ -22,9 +22,9 @@ from ops.codec import ENCODING, EncryptionCodec, KeyConfigError, new_key, parse_
 from ops.connect import connect
 from servicenow.client import ServiceNowClient
 from starter.shim.app import create_app
+from tests.changes import Changes, start
 from tests.conftest import venv_binary
 from tests.shim.conftest import LiveServer
-from tests.workflows.conftest import Changes, start
 from worker import build_worker
 from workflows.runbook.models import runbook_workflow_id
 

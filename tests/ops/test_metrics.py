@@ -26,9 +26,9 @@ from ops.interceptors import change_number_of
 from ops.logs import configure_logging
 from ops.metrics import CountingTransport, prometheus_runtime
 from servicenow.client import ServiceNowClient
+from tests.changes import Changes, start
 from tests.helpers import wait_for
 from tests.ops.conftest import free_port
-from tests.workflows.conftest import Changes, start
 from worker import build_worker
 from workflows.wave.models import CiRef, HostReport, PatchHostInput, patch_host_workflow_id
 

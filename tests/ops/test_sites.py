@@ -23,9 +23,9 @@ from activities.site.queues import route_ci, site_task_queue
 from config.registry import Registry
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
+from tests.changes import Changes, start
 from tests.helpers import wait_for
 from tests.ops.conftest import OPS_REGISTRY, free_port
-from tests.workflows.conftest import Changes, start
 from worker import build_worker
 from workflows.change.models import ChangeResult
 from workflows.runbook.models import runbook_workflow_id

@@ -25,7 +25,7 @@ from config.registry import load_registry
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
-from tests.workflows.conftest import TEST_REGISTRY
+from tests.changes import TEST_REGISTRY
 from worker import build_worker
 from workflows.reconcile.models import ReconcileInput, ReconcileSummary
 

@@ -19,13 +19,13 @@ from temporalio.client import Client, WorkflowFailureError
 from config.registry import Registry, load_registry
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
-from tests.workflows.conftest import TEST_REGISTRY, Changes, start
+from tests.changes import TEST_REGISTRY, Changes, start
 from worker import build_worker
 from workflows.change.models import ChangeResult
 from workflows.status import QUERY_STATUS
 from workflows.wave.models import WaveStatus, wave_workflow_id
 
-TARGET = "2025.06"  # tests/workflows/runbooks.yaml's target_level
+TARGET = "2025.06"  # tests/runbooks.yaml's target_level
 BASELINE = "2025.01"  # the fleet's level after a reset
 FLEET = [f"fleet-{n:02d}" for n in range(1, 21)]
 

@@ -10,8 +10,8 @@ from typing import Any
 from temporalio.client import Client
 
 from config.settings import Settings
+from tests.changes import Changes
 from tests.wave.conftest import BASELINE, FLEET, TARGET, FleetControl, run_wave
-from tests.workflows.conftest import Changes
 from workflows.wave.models import CiState, patch_host_workflow_id, wave_workflow_id
 
 

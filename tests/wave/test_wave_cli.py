@@ -11,8 +11,8 @@ from typing import Any
 from temporalio.client import Client
 
 from config.settings import Settings
+from tests.changes import Changes
 from tests.wave.conftest import FleetControl, run_wave
-from tests.workflows.conftest import Changes
 
 
 async def _changeloop(settings: Settings, *args: str) -> tuple[int, str]:

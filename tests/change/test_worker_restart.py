@@ -14,8 +14,8 @@ from pathlib import Path
 from temporalio.client import Client
 
 from config.settings import Settings
+from tests.changes import TEST_REGISTRY, Changes, start
 from tests.helpers import wait_for
-from tests.workflows.conftest import TEST_REGISTRY, Changes, start
 from workflows.change.models import ChangeOutcome
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,10 +21,10 @@ from config.registry import load_registry
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from starter.shim.app import create_app
+from tests.changes import Changes
 from tests.conftest import venv_binary
 from tests.helpers import wait_for
-from tests.incidents.conftest import Incidents, fail_change, incident_worker_for
-from tests.workflows.conftest import Changes
+from tests.incident.conftest import Incidents, fail_change, incident_worker_for
 from workflows.incident.models import (
     INCIDENT_WORKFLOW,
     RESOLVE_NO_RESOLVER,

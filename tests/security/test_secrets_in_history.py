@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import Client
 
 from config.settings import Settings
-from tests.workflows.conftest import Changes, start
+from tests.changes import Changes, start
 from workflows.flow.models import FlowRun
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -13,10 +13,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from config.settings import Settings
+from tests.changes import Changes
 from tests.conftest import SandboxControl
 from tests.helpers import wait_for
-from tests.incidents.conftest import Incidents, fail_change
-from tests.workflows.conftest import Changes
+from tests.incident.conftest import Incidents, fail_change
 from workflows.incident.models import (
     INCIDENT_WORKFLOW,
     QUERY_INCIDENT,

@@ -1,38 +1,21 @@
-"""Workflow-test fixtures: the test registry, a worker on the dev server, and helpers to make changes in the sandbox."""
+"""Changes as tests make them: the test registry, change requests created in the sandbox the way ServiceNow users
+do, and a start through the same path the shim and the poll use."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from config.registry import Registry, load_registry
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
-from worker import build_worker
 from workflows.change.models import ChangeInput, ChangeResult
 from workflows.starts import start_change
 
 TEST_REGISTRY = Path(__file__).with_name("runbooks.yaml")
-
-
-@pytest.fixture(scope="session")
-def registry() -> Registry:
-    return load_registry(TEST_REGISTRY)
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def worker(temporal_client: Client, settings: Settings, registry: Registry, sandbox: Any) -> AsyncIterator[Any]:
-    """One in-process worker for the session, on the settings' task queue, talking to the sandbox."""
-    async with ServiceNowClient.from_settings(settings) as sn:
-        async with build_worker(temporal_client, settings, registry, sn) as running:
-            yield running
 
 
 class Changes:
@@ -74,11 +57,6 @@ class Changes:
     async def work_notes(self, sys_id: str) -> list[str]:
         query = Query().eq("element_id", sys_id).eq("element", "work_notes").order_by("sys_created_on")
         return [str(r["value"]) for r in await self.sn.list("sys_journal_field", query, fields=["value"])]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def changes(sn_client: ServiceNowClient) -> Changes:
-    return Changes(sn_client)
 
 
 async def start(client: Client, settings: Settings, number: str, source: str = "webhook") -> WorkflowHandle[Any, Any]:

@@ -20,9 +20,9 @@ from config.registry import load_registry
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
+from tests.changes import TEST_REGISTRY, Changes, start
 from tests.helpers import wait_for
-from tests.incidents.report_twice import ReportTwiceWorkflow
-from tests.workflows.conftest import TEST_REGISTRY, Changes, start
+from tests.incident.report_twice import ReportTwiceWorkflow
 from workflows.catalog import WORKFLOW_INTERCEPTORS, WORKFLOWS
 
 DEFAULT_GROUP = "Change Advisory Board"  # no seeded CI names it as support or managed-by group

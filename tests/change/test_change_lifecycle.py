@@ -10,8 +10,8 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.service import RPCError
 
 from config.settings import Settings
+from tests.changes import Changes, start
 from tests.helpers import wait_for
-from tests.workflows.conftest import Changes, start
 from workflows.change.models import (
     ApprovalInput,
     ChangeOutcome,

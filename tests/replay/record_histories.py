@@ -1,4 +1,4 @@
-"""Record the committed histories that the replay tests replay: `python -m tests.workflows.record_histories`.
+"""Record the committed histories that the replay tests replay: `python -m tests.replay.record_histories`.
 
 Run it when a workflow changes on purpose (behind `workflow.patched`): the old histories stay, new ones are added
 with a new suffix, and every one of them must keep replaying.
@@ -24,7 +24,7 @@ from config.registry import load_registry
 from config.settings import Settings
 from sandbox.server import SandboxConfig, SandboxServer
 from servicenow.client import ServiceNowClient
-from tests.workflows.conftest import TEST_REGISTRY, Changes, start
+from tests.changes import TEST_REGISTRY, Changes, start
 from worker import build_worker
 from workflows import search_attributes
 from workflows.change.models import ApprovalInput, ChangeStatus, GateStatus

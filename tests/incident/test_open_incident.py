@@ -12,9 +12,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from config.settings import Settings
+from tests.changes import Changes
 from tests.helpers import wait_for
-from tests.incidents.conftest import DEFAULT_GROUP, Incidents, fail_change
-from tests.workflows.conftest import Changes
+from tests.incident.conftest import DEFAULT_GROUP, Incidents, fail_change
 from workflows.change.models import ChangeStatus
 from workflows.incident.models import IncidentPhase, IncidentStatus, incident_workflow_id
 
@@ -136,7 +136,7 @@ async def test_non_production_runbook_opens_no_incident(
     incidents: Incidents,
 ) -> None:
     change = await changes.create(category="FailingLab", ci="payments-api")
-    from tests.workflows.conftest import start
+    from tests.changes import start
 
     handle = await start(temporal_client, incident_settings, change["number"])
     failure = None
