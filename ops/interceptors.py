@@ -7,7 +7,7 @@
   workflow returns or raises, through the replay-safe workflow metric meter.
 
 The change number is read from the workflow ID (`change-CHG…`, `runbook-CHG…`, `wave-CHG…`, `patch-CHG…-<ci>`,
-`incident-for-<one of those>`). IDs are deterministic by contract (DESIGN.md §4) and already readable in history,
+`incident-for-<one of those>`). IDs are deterministic by contract (docs/architecture.md, "Contract") and already readable in history,
 so unlike a header this adds nothing in clear when history is encrypted.
 """
 

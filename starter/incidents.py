@@ -1,6 +1,6 @@
 """From an incident number to its incident workflow, and the `resolve` update: shared by the CLI and the shim.
 
-The incident's `correlation_id` is the failed workflow's ID (DESIGN.md §4), so its workflow is
+The incident's `correlation_id` is the failed workflow's ID (docs/architecture.md, "Contract"), so its workflow is
 `incident-for-<correlation_id>`; no extra search attribute is needed. A caller that already has the correlation_id
 (the ServiceNow Business Rule sends it) skips the ServiceNow look-up.
 """

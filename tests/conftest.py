@@ -29,7 +29,7 @@ from servicenow.client import ServiceNowClient
 from tests.changes import TEST_REGISTRY, Changes
 from worker import build_worker
 
-# DESIGN.md §4: the custom search attributes every environment pre-registers.
+# docs/architecture.md, "Contract": the custom search attributes every environment pre-registers.
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SearchAttributeKey.for_keyword("ChangeNumber"),
     SearchAttributeKey.for_keyword_list("CmdbCi"),
@@ -59,7 +59,7 @@ def venv_binary(name: str) -> str:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A Temporal dev server (in-memory) with the §4 search attributes registered and the pydantic converter."""
+    """A Temporal dev server (in-memory) with the custom search attributes registered and the pydantic converter."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,

@@ -1,4 +1,4 @@
-"""The custom search attributes of DESIGN.md §4 (pre-registered by `changeloop dev` and the test harness)."""
+"""The custom search attributes (docs/architecture.md, "Contract") (pre-registered by `changeloop dev` and the test harness)."""
 
 from temporalio.common import SearchAttributeKey
 

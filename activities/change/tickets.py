@@ -6,14 +6,12 @@ note retried after a lost answer is looked up in the journal before it is writte
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import servicenow_errors
 from config.settings import Settings
-from servicenow.change_request import ChangeState, transitions_between
+from servicenow.change_request import ChangeRequest, ChangeState, transitions_between
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from workflows import calls
@@ -30,20 +28,6 @@ CHANGE_FIELDS = [
     "cmdb_ci",
     "std_change_producer_version",
 ]
-
-
-def _value(record: dict[str, Any], field: str) -> str:
-    value = record.get(field, "")
-    if isinstance(value, dict):
-        return str(value.get("value", ""))
-    return str(value or "")
-
-
-def _display(record: dict[str, Any], field: str) -> str:
-    value = record.get(field, "")
-    if isinstance(value, dict):
-        return str(value.get("display_value", ""))
-    return str(value or "")
 
 
 class TicketActivities:
@@ -64,17 +48,18 @@ class TicketActivities:
             raise ApplicationError(
                 f"change {number} not found in ServiceNow", type="ChangeNotFound", non_retryable=True
             )
+        change = ChangeRequest.model_validate(record)
         return ChangeTicket(
-            sys_id=_value(record, "sys_id"),
-            number=_value(record, "number"),
-            state=_value(record, "state"),
-            type=_value(record, "type") or "standard",
-            approval=_value(record, "approval"),
-            category=_value(record, "category"),
-            template=_display(record, "std_change_producer_version"),
-            cmdb_ci=_value(record, "cmdb_ci"),
-            cmdb_ci_name=_display(record, "cmdb_ci"),
-            short_description=_value(record, "short_description"),
+            sys_id=change.sys_id,
+            number=change.number,
+            state=change.state,
+            type=change.type or "standard",
+            approval=change.approval,
+            category=change.category,
+            template=change.template,
+            cmdb_ci=change.cmdb_ci,
+            cmdb_ci_name=change.cmdb_ci_name,
+            short_description=change.short_description,
         )
 
     async def _current_state(self, sys_id: str) -> str:

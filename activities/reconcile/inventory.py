@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from activities.processes import run_process
 from config.reconcile import AwsEc2Source, CommandSource, FieldMapping, HttpSource, KubernetesSource, Source
 from workflows.reconcile.models import InventoryRecord
 
@@ -188,21 +189,15 @@ async def scan_kubernetes(source: KubernetesSource) -> list[InventoryRecord]:
 async def run_argv(argv: list[str], seconds: float, what: str) -> str:
     """Run an argv (never a shell) and answer its stdout; a non-zero exit or a timeout is a SourceError."""
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
+        finished = await run_process(argv, what, within=seconds, separate_stderr=True)
     except OSError as exc:
         raise SourceError(f"{what}: cannot run {argv[0]!r}: {exc}", misconfigured=True) from exc
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), seconds)
     except TimeoutError as exc:
-        process.kill()
-        await process.wait()
         raise SourceError(f"{what}: {argv[0]} did not finish within {seconds:.0f} s") from exc
-    if process.returncode != 0:
-        tail = stderr.decode(errors="replace").strip()[-500:]
-        raise SourceError(f"{what}: {argv[0]} exited {process.returncode}: {tail}")
-    return stdout.decode()
+    if finished.returncode != 0:
+        tail = finished.errors.decode(errors="replace").strip()[-500:]
+        raise SourceError(f"{what}: {argv[0]} exited {finished.returncode}: {tail}")
+    return finished.output.decode()
 
 
 async def scan_command(source: CommandSource) -> list[InventoryRecord]:

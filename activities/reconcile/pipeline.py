@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import servicenow_errors
+from activities.heartbeat import heartbeats
 from activities.incident.triage import Router
 from activities.reconcile import drift, inventory
 from activities.reconcile.store import RunStore, run_key
@@ -50,22 +50,6 @@ LOOKUP_CHUNK = 100  # values per IN clause: keeps the request URL far below inst
 CLOSED_INCIDENT = [IncidentState.RESOLVED.value, IncidentState.CLOSED.value, IncidentState.CANCELED.value]
 
 
-@asynccontextmanager
-async def heartbeating(every: float = 5.0) -> AsyncIterator[None]:
-    """Heartbeat while a long step runs, so a lost worker is noticed within the heartbeat timeout."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
 class ReconcileActivities:
     def __init__(self, sn: ServiceNowClient, settings: Settings) -> None:
         self.sn = sn
@@ -80,7 +64,7 @@ class ReconcileActivities:
     async def scan_source(self, request: ScanRequest) -> ScanReport:
         source = request.source
         try:
-            async with heartbeating():
+            async with heartbeats():
                 records = await inventory.scan(source)
         except inventory.SourceError as exc:
             raise ApplicationError(
@@ -126,7 +110,7 @@ class ReconcileActivities:
             delta.report.batches = len(found)
             return delta.report
 
-        async with heartbeating():
+        async with heartbeats():
             return await asyncio.to_thread(compute)  # CPU-bound on 100k rows: keep the loop free to heartbeat
 
     @activity.defn(name=calls.LOAD_BATCH.name)

@@ -8,16 +8,15 @@ activity kills its process.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import sys
-from typing import Any
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
+from activities.processes import run_process
 from config.runbooks import Step
 from workflows import calls
 from workflows.runbook.models import StepInput, StepOutput
@@ -59,37 +58,20 @@ def _tail(text: str) -> str:
     return text[-OUTPUT_TAIL:]
 
 
-async def _heartbeat_while(task: asyncio.Future[Any], step: str) -> None:
-    while not task.done():
-        activity.heartbeat(step)
-        await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-
-
 async def run_command(step: Step, variables: dict[str, str]) -> StepOutput:
     assert step.command is not None
     argv = [fill(part, variables, step.name) for part in step.command]
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
+        finished = await run_process(argv, step.name)
     except FileNotFoundError as exc:
         raise ApplicationError(
             f"step {step.name!r}: {argv[0]} not found", type="CommandNotFound", non_retryable=True
         ) from exc
-    communicate = asyncio.ensure_future(process.communicate())
-    try:
-        await _heartbeat_while(communicate, step.name)
-        out, _ = communicate.result()
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    output = _tail(out.decode(errors="replace"))
-    if process.returncode != 0:
+    output = _tail(finished.output.decode(errors="replace"))
+    if finished.returncode != 0:
         raise ApplicationError(
-            f"step {step.name!r} exited with {process.returncode}: {output.strip()[-500:]}",
-            {"output": output, "exit_code": process.returncode, "attempt": activity.info().attempt},
+            f"step {step.name!r} exited with {finished.returncode}: {output.strip()[-500:]}",
+            {"output": output, "exit_code": finished.returncode, "attempt": activity.info().attempt},
             type="StepFailed",
         )
     return StepOutput(output=output)
@@ -102,10 +84,8 @@ async def run_http(step: Step, variables: dict[str, str]) -> StepOutput:
     timeout = step.timeout.total_seconds()
     async with httpx.AsyncClient(timeout=timeout) as http:
         request = http.request(call.method, url, json=call.json_body, headers=call.headers)
-        task = asyncio.ensure_future(request)
         try:
-            await _heartbeat_while(task, step.name)
-            response = task.result()
+            response = await heartbeating(request, step.name, every=HEARTBEAT_SECONDS)
         except httpx.TransportError as exc:
             raise ApplicationError(
                 f"step {step.name!r}: {type(exc).__name__} calling {url}", type="StepFailed"

@@ -21,6 +21,7 @@ from activities.errors import servicenow_errors
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
+from servicenow.records import display, value
 from workflows import calls
 from workflows.site.models import SiteQuery, SiteRoute, site_queue, site_slug
 
@@ -36,17 +37,11 @@ def site_task_queue(settings: Settings, site: str | None) -> str:
     return site_queue(settings.task_queue, site)
 
 
-def _field_text(record: dict[str, Any], field: str) -> str:
-    value = record.get(field, "")
-    if isinstance(value, dict):  # display_value=all: {"display_value", "value"}; a reference reads as its name
-        return str(value.get("display_value") or value.get("value") or "")
-    return str(value or "")
-
-
 def route_ci(settings: Settings, name: str, record: dict[str, Any] | None = None) -> SiteRoute:
     site = settings.site_map.get(name, "")
     if not site and settings.site_field and record is not None:
-        site = _field_text(record, settings.site_field)
+        # read with display_value=all: a reference (location) counts by its name
+        site = display(record, settings.site_field) or value(record, settings.site_field)
     return SiteRoute(site=site, task_queue=site_task_queue(settings, site))
 
 

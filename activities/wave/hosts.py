@@ -11,16 +11,15 @@ rollback to the same snapshot twice lands in the same place. That is what makes 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
+from activities.processes import run_process
 from activities.runbook.steps import fill, step_variables
 from config.hosts import CommandDriverConfig, HostsConfig, HttpDriverConfig
 from config.settings import Settings
@@ -35,9 +34,7 @@ from workflows.wave.models import (
     HostOpResult,
 )
 
-HEARTBEAT_SECONDS = 1.0
 OUTPUT_TAIL = 2000
-T = TypeVar("T")
 
 
 class HostOperator(Protocol):
@@ -46,22 +43,6 @@ class HostOperator(Protocol):
     async def health_check(self, ci: CiRef) -> HostOpResult: ...
     async def rollback(self, ci: CiRef, snapshot_id: str) -> HostOpResult: ...
     async def run_action(self, ci: CiRef, action: str, args: dict[str, str]) -> HostOpResult: ...
-
-
-async def heartbeating(work: Awaitable[T], what: str) -> T:
-    """Await `work`, heartbeating meanwhile (outside an activity: just await). Cancellation cancels `work`."""
-    task = asyncio.ensure_future(work)
-    try:
-        while not task.done():
-            if activity.in_activity():
-                activity.heartbeat(what)
-            await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-    except asyncio.CancelledError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        raise
-    return task.result()
 
 
 # -- http ----------------------------------------------------------------------------------------------------------
@@ -163,21 +144,12 @@ class CommandOperator:
         variables = self._variables(ci, extra)
         argv = [fill(part, variables, op) for part in template]
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-            )
+            finished = await run_process(argv, f"{op} {ci.name}")
         except FileNotFoundError as exc:
             raise ApplicationError(
                 f"{ci.name}: {op}: {argv[0]} not found", type=HOST_OPERATION_FAILED, non_retryable=True
             ) from exc
-        try:
-            out, _ = await heartbeating(process.communicate(), f"{op} {ci.name}")
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            raise
-        return process.returncode or 0, out.decode(errors="replace")[-OUTPUT_TAIL:]
+        return finished.returncode, finished.output.decode(errors="replace")[-OUTPUT_TAIL:]
 
     async def _must(self, op: str, template: list[str], ci: CiRef, extra: dict[str, str]) -> str:
         code, output = await self._run(op, template, ci, extra)

@@ -7,8 +7,6 @@ travels through history; the wave carries the cursor through continue-as-new.
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -17,21 +15,12 @@ from activities.site.queues import route_ci
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
+from servicenow.records import display, value
 from workflows import calls
 from workflows.wave.models import CiRef, PageInput, PlanInput, SkippedCi, WavePage, WavePlan
 
 INSTALLED = "1"
 CI_FIELDS = ["name", "sys_class_name", "install_status", "ip_address", "fqdn", "location"]
-
-
-def _value(record: dict[str, Any], field: str) -> str:
-    value = record.get(field, "")
-    return str(value.get("value", "")) if isinstance(value, dict) else str(value or "")
-
-
-def _display(record: dict[str, Any], field: str) -> str:
-    value = record.get(field, "")
-    return str(value.get("display_value", "")) if isinstance(value, dict) else str(value or "")
 
 
 def related_cis(application_sys_id: str, relationship_types: list[str], ci_classes: list[str]) -> Query:
@@ -72,7 +61,7 @@ class WaveActivities:
                 raise ApplicationError(
                     f"no CI named {request.application!r} in the CMDB", type="ApplicationNotFound", non_retryable=True
                 )
-            return _value(record, "sys_id"), _value(record, "name")
+            return value(record, "sys_id"), value(record, "name")
         if not request.change_sys_id:
             raise ApplicationError(
                 "a wave needs an application: the change's CI or the `application` param",
@@ -80,13 +69,13 @@ class WaveActivities:
                 non_retryable=True,
             )
         change = await self.sn.get("change_request", request.change_sys_id, fields=["cmdb_ci"], display_value="all")
-        if not _value(change, "cmdb_ci"):
+        if not value(change, "cmdb_ci"):
             raise ApplicationError(
                 "the change has no configuration item: set its CI (the application) or the `application` param",
                 type="ApplicationNotFound",
                 non_retryable=True,
             )
-        return _value(change, "cmdb_ci"), _display(change, "cmdb_ci")
+        return value(change, "cmdb_ci"), display(change, "cmdb_ci")
 
     @activity.defn(name=calls.LOAD_WAVE_PAGE.name)
     async def load_wave_page(self, request: PageInput) -> WavePage:
@@ -105,24 +94,24 @@ class WaveActivities:
                 limit=request.size,
                 page_size=request.size,
             )
-        page = WavePage(cursor=_value(rows[-1], "sys_id") if rows else request.after, more=len(rows) == request.size)
+        page = WavePage(cursor=value(rows[-1], "sys_id") if rows else request.after, more=len(rows) == request.size)
         for row in rows:
-            name = _value(row, "child.name")
-            status = _value(row, "child.install_status")
+            name = value(row, "child.name")
+            status = value(row, "child.install_status")
             if status != INSTALLED:
-                label = _display(row, "child.install_status") or status or "unknown"
+                label = display(row, "child.install_status") or status or "unknown"
                 page.skipped.append(SkippedCi(name=name, reason=f"install_status {label}, not Installed"))
                 continue
             # Host operations run on the worker of the CI's site (activities/sites.py); "" = the central queue.
             route = route_ci(self.settings, name, {site_field: row.get(f"child.{site_field}")} if site_field else None)
             page.cis.append(
                 CiRef(
-                    sys_id=_value(row, "child"),
+                    sys_id=value(row, "child"),
                     name=name,
-                    sys_class_name=_value(row, "child.sys_class_name"),
-                    ip_address=_value(row, "child.ip_address"),
-                    fqdn=_value(row, "child.fqdn"),
-                    site=_display(row, "child.location"),
+                    sys_class_name=value(row, "child.sys_class_name"),
+                    ip_address=value(row, "child.ip_address"),
+                    fqdn=value(row, "child.fqdn"),
+                    site=display(row, "child.location"),
                     task_queue=route.task_queue,
                 )
             )

@@ -1,5 +1,5 @@
 #!/bin/sh
-# One-shot after the server is healthy: the namespace and changeloop's custom search attributes (DESIGN.md §4).
+# One-shot after the server is healthy: the namespace and changeloop's custom search attributes (docs/architecture.md, "Contract").
 # Idempotent: what exists already is left as it is, so `docker compose up` can run it on every start.
 set -eu
 : "${TEMPORAL_ADDRESS:=temporal:7233}" "${NAMESPACE:=default}" "${RETENTION:=30d}"

@@ -1,4 +1,4 @@
-"""`changeloop dev`: the whole dev column of DESIGN.md §3 (Temporal dev server, sandbox ServiceNow, worker, shim) as
+"""`changeloop dev`: the whole development stack (Temporal dev server, sandbox ServiceNow, worker, shim) as
 child processes of one foreground command.
 
 The children share one process group of their own, so stopping is one `killpg` however they were started, and we

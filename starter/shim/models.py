@@ -1,4 +1,4 @@
-"""The shim's HTTP boundary: request and answer bodies of DESIGN.md §4, as pydantic models.
+"""The shim's HTTP boundary: request and answer bodies of the shim's contract (README "Starter shim API"), as pydantic models.
 
 Requests are validated here before anything touches Temporal; a schema error is a 422 naming every bad field
 and nothing is started. Answers use the camelCase names of the contract (`executionId`, `runId`, `callbackUrl`).

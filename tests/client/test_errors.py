@@ -132,7 +132,7 @@ async def test_a_transient_server_error_on_a_read_is_retried_and_the_caller_gets
 async def test_a_create_that_times_out_after_the_write_is_not_repeated_and_is_found_by_its_natural_key(
     sandbox_url: str, sandbox_control, scope_id
 ):
-    # The duplicates trap of DESIGN.md §5: the instance commits, the answer never arrives.
+    # The duplicates trap of a non-idempotent POST: the instance commits, the answer never arrives.
     await sandbox_control.set_faults(
         rules=[{"method": "POST", "table": "incident", "count": 1, "mode": "timeout_after_write", "hang_seconds": 2}]
     )

@@ -2,7 +2,7 @@
 
 The compose file is checked against the compose-spec JSON schema that the check-jsonschema package ships (no
 download), then for what the schema cannot know: the services a deployment needs, official images, health checks,
-one-shot set-up services, the search attributes of DESIGN.md §4, mounted files that exist, CHANGELOOP_* names that
+one-shot set-up services, the search attributes of docs/architecture.md, mounted files that exist, CHANGELOOP_* names that
 Settings knows, and a Dockerfile that runs as a non-root user. Where a compose CLI is installed, `config` runs too.
 """
 

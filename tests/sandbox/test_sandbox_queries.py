@@ -88,7 +88,9 @@ def test_dot_walk_queries_through_a_reference(api: httpx.Client) -> None:
 
 def test_invalid_field_clause_is_silently_ignored(api: httpx.Client) -> None:
     assert names(api, "no_such_field=1^name=fleet") == ["fleet"]
-    assert names(api, "no_such_field=1") == APPS  # the trap of DESIGN.md §5: a typo selects every row
+    assert (
+        names(api, "no_such_field=1") == APPS
+    )  # the trap of an invalid clause (ServiceNow's Table API docs): a typo selects every row
     assert names(api, "name=fleet^ORno_such_field=1") == ["fleet"]
 
 

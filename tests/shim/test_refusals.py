@@ -1,4 +1,4 @@
-"""Every refusal of DESIGN.md §4 answers the ServiceNow envelope with its code, and starts nothing."""
+"""Every refusal of the shim's contract (README "Starter shim API") answers the ServiceNow envelope with its code, and starts nothing."""
 
 from __future__ import annotations
 

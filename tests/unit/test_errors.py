@@ -1,6 +1,6 @@
 """Error mapping: each HTTP answer becomes its typed error, which says whether a retry can help.
 
-respx stands in for the instance here (DESIGN.md §8 allows it for servicenow/ unit tests): these are the status
+respx stands in for the instance here (the one place tests may stand in for the instance: servicenow/ unit tests): these are the status
 codes and headers a sandbox cannot easily produce on demand, and the client's retry decisions around them.
 """
 

@@ -9,10 +9,10 @@ import uuid
 from temporalio.client import Client
 
 from config.settings import Settings
+from tests.change.test_worker_restart import _worker_process
 from tests.changes import TEST_REGISTRY, Changes, start
 from tests.helpers import wait_for
 from tests.wave.conftest import FLEET, TARGET, FleetControl
-from tests.change.test_worker_restart import _worker_process
 from workflows.wave.models import patch_host_workflow_id
 
 

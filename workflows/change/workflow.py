@@ -346,7 +346,7 @@ class ChangeRequestWorkflow:
 
     @staticmethod
     def _child_id(runbook: Runbook, number: str) -> str:
-        # DESIGN.md §4: a patch wave is `wave-<number>`, whatever runs it; other runbooks keep `runbook-<number>`.
+        # docs/architecture.md, "Contract": a patch wave is `wave-<number>`, whatever runs it; other runbooks keep `runbook-<number>`.
         return wave_workflow_id(number) if runbook.workflow == "PatchWaveWorkflow" else runbook_workflow_id(number)
 
     @staticmethod

@@ -18,7 +18,7 @@ SAMPLE_LIMIT = 25  # names listed per category in a summary; the counts are alwa
 
 
 def reconcile_workflow_id(date: str, *, dry_run: bool = False) -> str:
-    """`reconcile-<date>` (DESIGN.md §4); a dry run gets its own ID so it never blocks or hides a real run."""
+    """`reconcile-<date>` (docs/architecture.md, "Contract"); a dry run gets its own ID so it never blocks or hides a real run."""
     return f"reconcile-{date}" + ("-dry-run" if dry_run else "")
 
 
