@@ -112,8 +112,6 @@ def change_reject(
 
 
 async def _decide(settings: Settings, number: str, approver: str, comments: str, *, approve: bool) -> int:
-    from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.service import RPCError, RPCStatusCode
 
     from workflows.change.models import UPDATE_DECIDE, DecideInput, Decision, GateState, change_workflow_id
 
@@ -122,18 +120,10 @@ async def _decide(settings: Settings, number: str, approver: str, comments: str,
     decision = DecideInput(
         approver=approver, decision=Decision.APPROVED if approve else Decision.REJECTED, comments=comments
     )
-    try:
-        gate = await handle.execute_update(
-            UPDATE_DECIDE, decision, result_type=GateState, rpc_timeout=timedelta(seconds=30)
-        )
-    except WorkflowUpdateFailedError as exc:
-        errors.print(f"[red]refused:[/red] {exc.cause or exc}", highlight=False)
-        return 1
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            errors.print(f"[red]refused:[/red] {handle.id} does not exist or has already closed")
-            return 2
-        raise
+    gate = await common.updated(
+        handle.execute_update(UPDATE_DECIDE, decision, result_type=GateState, rpc_timeout=timedelta(seconds=30)),
+        gone=f"{handle.id} does not exist or has already closed",
+    )
     console.print(f"{handle.id}: gate {gate.status.value} by {gate.approver}", highlight=False)
     return 0
 

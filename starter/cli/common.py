@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Coroutine
+from typing import Any, NoReturn, TypeVar
 
 from rich.console import Console
 
 from config.settings import Settings, get_settings
 from ops.logs import configure_logging
 
+T = TypeVar("T")
 console = Console()
 errors = Console(stderr=True)
 
@@ -29,10 +30,36 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+class Refused(Exception):
+    """The workflow said no (a validator refused the update) or is gone: a red line and the command's exit code."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+async def updated(update: Awaitable[T], gone: str) -> T:
+    """The answer of a validated update, or Refused: 1 when the workflow refused it, 2 when it does not run."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        return await update
+    except WorkflowUpdateFailedError as exc:
+        raise Refused(1, str(exc.cause or exc)) from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Refused(2, gone) from exc
+        raise
+
+
 def run(coroutine: Coroutine[Any, Any, int]) -> NoReturn:
     """Run a command that talks to Temporal; print a failure as one red line, not a traceback; then os._exit."""
     try:
         code = asyncio.run(coroutine)
+    except Refused as exc:
+        errors.print(f"[red]refused:[/red] {exc}", highlight=False)
+        code = exc.code
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # the operator wants the reason, the traceback is for --log-level debug

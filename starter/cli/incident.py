@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from starter.cli import common
-from starter.cli.common import console, errors
+from starter.cli.common import console
 
 app = typer.Typer(help="Incidents opened by failed workflows: status, and resolve.", no_args_is_help=True)
 
@@ -58,23 +58,14 @@ async def _status(settings: Any, number: str) -> int:
 
 
 async def _resolve(settings: Any, resolution: Any) -> int:
-    from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.service import RPCError, RPCStatusCode
-
     from starter.incidents import incident_workflow_for, resolve_incident
 
     workflow_id = await incident_workflow_for(settings, resolution.number)
     client = await common.connect(settings, wait=0)
-    try:
-        status = await resolve_incident(client, workflow_id, resolution)
-    except WorkflowUpdateFailedError as exc:
-        errors.print(f"[red]refused:[/red] {exc.cause or exc}", highlight=False)
-        return 1
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            errors.print(f"[red]refused:[/red] {workflow_id} is not running; the incident no longer waits")
-            return 2
-        raise
+    status = await common.updated(
+        resolve_incident(client, workflow_id, resolution),
+        gone=f"{workflow_id} is not running; the incident no longer waits",
+    )
     console.print(f"{resolution.number}: {status.phase.value} ({workflow_id})", highlight=False)
     return 0
 
