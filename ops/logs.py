@@ -1,7 +1,7 @@
-"""Structured logging: JSON when stdout is not a terminal, coloured console when it is.
+"""Structured logging on stderr: JSON when stderr is not a terminal, coloured console when it is.
 
-Every event passes through `redact_secrets`, which replaces any configured secret value wherever it
-appears (message, key, nested value, exception text) - a token pasted into an error string is still caught.
+Every event passes through `SecretRedactor`, which replaces any configured secret value wherever it appears
+(message, key, nested value, rendered exception text): a token pasted into an error string is still caught.
 """
 
 from __future__ import annotations
