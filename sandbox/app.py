@@ -10,10 +10,13 @@ from sandbox.config import SandboxConfig
 from sandbox.errors import ApiError, api_error_handler, http_error_handler
 from sandbox.faults import FaultInjector
 from sandbox.fleet import router as fleet_router
+from sandbox.gate import ResponseHeaders
 from sandbox.instance import Instance
 from sandbox.outbound import WebhookEmitter
+from sandbox.routes_attachment import router as attachment_router
 from sandbox.routes_control import router as control_router
 from sandbox.routes_oauth import router as oauth_router
+from sandbox.routes_policies import router as policies_router
 from sandbox.routes_table import router as table_router
 from sandbox.seed import load_seed
 from sandbox.slack import router as slack_router
@@ -40,7 +43,10 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     app.state.sandbox = build_state(config)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_middleware(ResponseHeaders)  # X-RateLimit-* on every rate-limited call, success or error
     app.include_router(table_router)
+    app.include_router(attachment_router)  # /api/now/attachment
+    app.include_router(policies_router)  # /sandbox/acl, /roles, /profile, /rate-limits, /properties
     app.include_router(oauth_router)
     app.include_router(control_router)
     app.include_router(fleet_router)  # the simulated hosts: /fleet/*, no auth, outside /api/now

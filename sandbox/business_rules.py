@@ -79,7 +79,9 @@ def before_insert(table: str, values: Record) -> Record:
         values.setdefault("impact", "3")
         values.setdefault("urgency", "3")
         _check_incident(values, values)
-    if table in ("change_request", "incident"):
+    elif table == "change_task":
+        values.setdefault("state", "1")  # Open (create-a-change-task.md)
+    if table in ("change_request", "incident", "change_task"):
         values.setdefault("active", "true")
     return _derive(table, {}, values)
 
@@ -157,7 +159,11 @@ def closing_stamps(table: str, old: Record, changes: Record, now: str) -> None:
         return
     if table == "incident" and state == IncidentState.RESOLVED.value:
         changes.setdefault("resolved_at", now)
-    closed = {"incident": {IncidentState.CLOSED.value, IncidentState.CANCELED.value}, "change_request": {"3", "4"}}
+    closed = {
+        "incident": {IncidentState.CLOSED.value, IncidentState.CANCELED.value},
+        "change_request": {"3", "4"},
+        "change_task": {"3", "4"},  # Closed, Canceled
+    }
     if state in closed.get(table, set()):
         changes.setdefault("closed_at", now)
         changes["active"] = "false"

@@ -6,8 +6,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from sandbox.acl import DEFAULT_ROLES
+from sandbox.attachments import DEFAULT_MAX_SIZE_MB
 from sandbox.auth import OAuthClient
 from sandbox.faults import FaultConfig
+from sandbox.profile import ProfileName
 
 DEFAULT_USERS = {"admin": "admin", "changeloop.integration": "sn-integration-pw"}
 
@@ -28,3 +31,10 @@ class SandboxConfig(BaseModel):
     seed: bool = True  # load sandbox/seed.yaml into an empty database
     seed_file: Path | None = None  # another seed file instead of the packaged one
     log_level: str = "warning"
+    # Each user's roles (sandbox/acl.py); table ACLs check them. `/sandbox/roles` changes them while running.
+    roles: dict[str, list[str]] = Field(default_factory=lambda: {u: list(r) for u, r in DEFAULT_ROLES.items()})
+    # "default" answers at once; "realistic" is 150 ms ± 50 ms per call, +0.5 ms per listed row, and an hourly
+    # rate limit rule for the integration user (sandbox/profile.py). `/sandbox/profile` changes it while running.
+    profile: ProfileName = "default"
+    # com.glide.attachment.max_size, in MB (c_AttachmentAPI.md: 1024 by default). `/sandbox/properties` changes it.
+    attachment_max_size_mb: float = Field(default=DEFAULT_MAX_SIZE_MB, gt=0)

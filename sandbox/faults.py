@@ -1,4 +1,6 @@
-"""Misbehaviour on demand: per-user rate limiting and injected faults, set at start or through `/sandbox/faults`.
+"""Misbehaviour on demand: a token-bucket rate limit per user and injected faults, set at start or through
+`/sandbox/faults`. (The instance's own, documented rate limit rules are sandbox/ratelimit.py; this bucket is the
+quick "answer 429 now" knob the client's retry tests use.)
 
 The client's retry semantics (DESIGN.md §5: retry 429 after Retry-After, retry 5xx and timeouts, never retry
 a POST blindly) can only be trusted if they were exercised against an instance that really misbehaves.
@@ -45,6 +47,10 @@ class FaultConfig(BaseModel):
     rules: list[FaultRule] = Field(default_factory=list)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     random_seed: int | None = None
+    # Response headers the Table/Attachment API leaves out, e.g. ["X-Total-Count"] or ["Link"]: what a client meets
+    # behind a proxy that drops them (an instance itself omits them for sysparm_no_count /
+    # sysparm_suppress_pagination_header, which the sandbox also honours).
+    strip_headers: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ class Instance:
                     return record["sys_id"]
         return value
 
+    def _user_sys_id(self, user_name: str) -> str:
+        return next((r["sys_id"] for r in self.store.rows("sys_user") if r.get("user_name") == user_name), "")
+
     def _journal(self, table: str, sys_id: str, entries: Record, user: str, now: str) -> None:
         for element, value in entries.items():
             row = {"element": element, "element_id": sys_id, "name": table, "value": value}
@@ -123,6 +126,9 @@ class Instance:
                 record["number"] = self.store.next_number(table, schema.number_prefix, schema.number_start)
             if "opened_at" in schema.fields and not record["opened_at"]:
                 record["opened_at"] = now
+            if "opened_by" in schema.fields and not record["opened_by"]:
+                # The dictionary default of task.opened_by is the current user (javascript:gs.getUserID()).
+                record["opened_by"] = self._user_sys_id(user)
             if "sys_class_name" in schema.fields:
                 record["sys_class_name"] = table
             if rules:

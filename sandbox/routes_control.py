@@ -47,6 +47,7 @@ async def put_faults(request: Request, config: FaultConfig) -> FaultConfig:
 @router.post("/reset-faults")
 async def reset_faults(request: Request) -> FaultConfig:
     _state(request).faults.configure(FaultConfig())
+    _state(request).restore_policies()  # ACL rules, roles, profile, rate limits, properties: as configured at start
     return _state(request).faults.config
 
 

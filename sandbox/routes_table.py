@@ -1,12 +1,19 @@
 """`/api/now/table/{table}[/{sys_id}]`: the Table API with the instance's envelopes, headers and status codes.
 
-Every request passes the same gate in the order a real request meets trouble: injected latency and faults
-(the "network" and the node), then authentication, then the per-user rate limit, then the table itself.
+Every request passes the gate (sandbox/gate.py: latency, faults, auth, rate limits), then the table's ACLs
+(sandbox/acl.py). Lists follow markdown/api-reference/rest-apis/c_TableAPI.md:
+- `sysparm_limit` / `sysparm_offset` cut the page BEFORE the row-level read ACLs run ("This limit is applied before
+  ACL evaluation"), so a page may come back short or empty while more rows follow;
+- `X-Total-Count` is the query's `select count(*)` (see sysparm_no_count), i.e. every row the query matches
+  whether or not the caller may read it, and the `Link` header's first/prev/next/last are computed from that same
+  count: `next` is there while `offset + limit < X-Total-Count`, whatever the page held. A client pages by
+  `offset + limit` and follows `next` until it is absent ("use sysparm_offset=sysparm_offset+sysparm_limit, until
+  you reach the end of all records");
+- `sysparm_no_count=true` leaves X-Total-Count out, `sysparm_suppress_pagination_header=true` leaves Link out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -14,71 +21,25 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from sandbox import attachments
+from sandbox.acl import ROLE_TABLES, Operation, sync_role_tables
 from sandbox.business_rules import RuleViolation
 from sandbox.errors import ApiError
-from sandbox.faults import Fault
+from sandbox.gate import Caller, admit, after_write, not_found, readable, sandbox_state, visible_rows
 from sandbox.render import DisplayMode, RenderOptions, render_record
 from sandbox.state import SandboxState
+from sandbox.store import Record
 from sandbox.tables import Table, get_table
 
 router = APIRouter()
 
 DEFAULT_LIMIT = 10000
 
+_ACL_VERBS = {"create": "Insert", "write": "Update", "delete": "Delete"}
+
 
 def _state(request: Request) -> SandboxState:
-    state: SandboxState = request.app.state.sandbox
-    return state
-
-
-async def _gate(request: Request, table: str) -> tuple[str, Fault | None]:
-    """Faults, auth and rate limit; answers the user and a fault still to play after the write (if any)."""
-    state = _state(request)
-    state.stats.count_request(request.method, table)
-    if state.faults.config.latency_ms:
-        await asyncio.sleep(state.faults.config.latency_ms / 1000)
-    fault = state.faults.pick(request.method, table)
-    if fault is not None:
-        state.stats.count_fault(fault.mode)
-        if not fault.after_write:
-            await _play(fault)
-    user = state.auth.user_for(request.headers.get("authorization"))
-    if user is None:
-        raise ApiError(401, "User Not Authenticated", "Required to provide Auth information")
-    decision = state.faults.take(user)
-    if not decision.allowed:
-        raise ApiError(
-            429,
-            "Rate limit exceeded",
-            f"Too many requests for user {user}; retry after {decision.retry_after} seconds",
-            headers={
-                "Retry-After": str(decision.retry_after),
-                "X-RateLimit-Limit": str(decision.limit),
-                "X-RateLimit-Remaining": str(decision.remaining),
-                "X-RateLimit-Reset": str(decision.reset_epoch),
-            },
-        )
-    return user, fault
-
-
-async def _play(fault: Fault) -> None:
-    """A fault that fires before anything is written: an error now, or a hang then a gateway timeout."""
-    if fault.status == 429:
-        raise ApiError(429, "Rate limit exceeded", "Injected rate limit", headers=_injected_rate_headers())
-    if fault.status:
-        raise ApiError(fault.status, "Internal Server Error" if fault.status == 500 else "Service Unavailable", "")
-    await asyncio.sleep(fault.hang_seconds)
-    raise ApiError(504, "Gateway Timeout", "The transaction did not complete in time")
-
-
-def _injected_rate_headers() -> dict[str, str]:
-    return {"Retry-After": "1", "X-RateLimit-Limit": "0", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"}
-
-
-async def _after_write(fault: Fault | None) -> None:
-    """`timeout_after_write`: the record is committed, then the answer is late — the retry-duplicates trap."""
-    if fault is not None and fault.after_write:
-        await asyncio.sleep(fault.hang_seconds)
+    return sandbox_state(request)
 
 
 def _table(name: str) -> Table:
@@ -112,10 +73,6 @@ def _render(request: Request, table: Table, record: dict[str, str]) -> dict[str,
     return render_record(table, record, _options(request), resolver)
 
 
-def _not_found() -> ApiError:
-    return ApiError(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
-
-
 async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
@@ -147,40 +104,74 @@ def _page_links(request: Request, offset: int, limit: int, total: int) -> str:
     return ",".join(f'<{link}>;rel="{rel}"' for link, rel in links)
 
 
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() == "true"
+
+
+def _rows(state: SandboxState, table: str, encoded_query: str) -> list[Record]:
+    if table in ROLE_TABLES:
+        sync_role_tables(state.access, state.instance)
+    return state.instance.select(table, encoded_query)
+
+
+def _require(state: SandboxState, caller: Caller, table: str, operation: Operation) -> None:
+    if not state.access.allows(caller.user, table, operation):
+        raise acl_refusal(operation)
+
+
+def acl_refusal(operation: Operation) -> ApiError:
+    """403 for a write the caller's roles do not allow (r_RESTAPIHTTPResponseCodes.md: "ACL failures")."""
+    verb = _ACL_VERBS.get(operation, "Read")
+    return ApiError(403, "Operation Failed", f"ACL Exception {verb} Failed due to security constraints")
+
+
 @router.get("/api/now/table/{table}")
 async def list_records(request: Request, table: str) -> Response:
-    await _gate(request, table)
+    caller = await admit(request, "table", table)
     schema = _table(table)
+    state = _state(request)
     limit = _int_param(request, "sysparm_limit", DEFAULT_LIMIT) or DEFAULT_LIMIT
     offset = _int_param(request, "sysparm_offset", 0)
-    rows = _state(request).instance.select(table, request.query_params.get("sysparm_query", ""))
-    page = [_render(request, schema, r) for r in rows[offset : offset + limit]]
-    headers = {"X-Total-Count": str(len(rows)), "Link": _page_links(request, offset, limit, len(rows))}
+    rows = _rows(state, table, request.query_params.get("sysparm_query", ""))
+    # The limit cuts the page first; the read ACLs then drop what the caller may not see (c_TableAPI.md).
+    cut = rows[offset : offset + limit]
+    visible = visible_rows(state, caller.user, table, cut)
+    page = [_render(request, schema, r) for r in visible]
+    await state.profile.pause(state.profile.rows_delay(len(page)))
+    headers: dict[str, str] = {}
+    if not _flag(request, "sysparm_no_count"):
+        headers["X-Total-Count"] = str(len(rows))
+    if not _flag(request, "sysparm_suppress_pagination_header"):
+        headers["Link"] = _page_links(request, offset, limit, len(rows))
     return JSONResponse({"result": page}, headers=headers)
 
 
 @router.get("/api/now/table/{table}/{sys_id}")
 async def get_record(request: Request, table: str, sys_id: str) -> Response:
-    await _gate(request, table)
+    caller = await admit(request, "table", table)
     schema = _table(table)
-    record = _state(request).instance.lookup(table, sys_id)
+    state = _state(request)
+    if table in ROLE_TABLES:
+        sync_role_tables(state.access, state.instance)
+    record = readable(state, caller.user, table, state.instance.lookup(table, sys_id))
     if record is None:
-        raise _not_found()
+        raise not_found()
     return JSONResponse({"result": _render(request, schema, record)})
 
 
 @router.post("/api/now/table/{table}")
 async def create_record(request: Request, table: str) -> Response:
-    user, fault = await _gate(request, table)
+    caller = await admit(request, "table", table)
     schema = _table(table)
-    body = await _body(request)
     state = _state(request)
+    _require(state, caller, table, "create")
+    body = await _body(request)
     try:
-        record = state.instance.create(table, body, user)
+        record = state.instance.create(table, body, caller.user)
     except RuleViolation as exc:
         raise ApiError(403, "Operation Failed", exc.detail) from None
     state.stats.count_write(table)
-    await _after_write(fault)
+    await after_write(caller)
     location = f"{str(request.base_url).rstrip('/')}/api/now/table/{table}/{record['sys_id']}"
     return JSONResponse({"result": _render(request, schema, record)}, status_code=201, headers={"Location": location})
 
@@ -188,29 +179,41 @@ async def create_record(request: Request, table: str) -> Response:
 @router.api_route("/api/now/table/{table}/{sys_id}", methods=["PUT", "PATCH"])
 async def update_record(request: Request, table: str, sys_id: str) -> Response:
     # PUT and PATCH both update only the fields given, as on the instance.
-    user, fault = await _gate(request, table)
+    caller = await admit(request, "table", table)
     schema = _table(table)
-    body = await _body(request)
     state = _state(request)
+    if readable(state, caller.user, table, state.instance.lookup(table, sys_id)) is None:
+        raise not_found()
+    _require(state, caller, table, "write")
+    body = await _body(request)
     try:
-        result = state.instance.update(table, sys_id, body, user)
+        result = state.instance.update(table, sys_id, body, caller.user)
     except RuleViolation as exc:
         raise ApiError(403, "Operation Failed", exc.detail) from None
     if result is None:
-        raise _not_found()
+        raise not_found()
     if result.changed:
         state.stats.count_write(table)
-    await _after_write(fault)
+    await after_write(caller)
     return JSONResponse({"result": _render(request, schema, result.record)})
 
 
 @router.delete("/api/now/table/{table}/{sys_id}")
 async def delete_record(request: Request, table: str, sys_id: str) -> Response:
-    _, fault = await _gate(request, table)
+    caller = await admit(request, "table", table)
     _table(table)
     state = _state(request)
-    if not state.instance.delete(table, sys_id):
-        raise _not_found()
+    if readable(state, caller.user, table, state.instance.lookup(table, sys_id)) is None:
+        raise not_found()
+    _require(state, caller, table, "delete")
+    # An attachment's bytes go with its record, whichever API deletes it.
+    deleted = (
+        attachments.remove(state.instance, sys_id)
+        if state.instance.store.class_of(sys_id) == attachments.ATTACHMENT_TABLE
+        else state.instance.delete(table, sys_id)
+    )
+    if not deleted:
+        raise not_found()
     state.stats.count_write(table)
-    await _after_write(fault)
+    await after_write(caller)
     return Response(status_code=204)

@@ -6,10 +6,14 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from sandbox.acl import AccessControl
+from sandbox.attachments import SystemProperties
 from sandbox.auth import Authenticator
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultInjector
 from sandbox.instance import Instance
+from sandbox.profile import Profile, preset
+from sandbox.ratelimit import RateLimiter
 
 
 @dataclass
@@ -60,3 +64,23 @@ class SandboxState:
     auth: Authenticator
     faults: FaultInjector
     stats: Stats = field(default_factory=Stats)
+    # Access and performance policies, built from `config` (so build_state needs nothing more) and put back to it by
+    # `restore_policies()` (`POST /sandbox/reset-faults`).
+    access: AccessControl = field(init=False)
+    profile: Profile = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
+    properties: SystemProperties = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.access = AccessControl(self.config.roles)
+        self.profile = Profile()
+        self.rate_limiter = RateLimiter()
+        self.restore_policies()
+
+    def restore_policies(self) -> None:
+        """Roles as configured, no hidden rows, the configured profile and its rate limit rules, default properties."""
+        self.access.reset()
+        settings = preset(self.config.profile)
+        self.profile.configure(settings)
+        self.rate_limiter.configure(settings.rate_limits)
+        self.properties = SystemProperties(attachment_max_size=self.config.attachment_max_size_mb)

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS records (
     data TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (tbl TEXT PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (sys_id TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
 
@@ -72,6 +73,7 @@ class Store:
         with self._lock:
             self._conn.execute("DELETE FROM records")
             self._conn.execute("DELETE FROM counters")
+            self._conn.execute("DELETE FROM blobs")
             self._rows.clear()
             self._cls.clear()
 
@@ -146,6 +148,21 @@ class Store:
                 (table, value + 1),
             )
             return f"{prefix}{value:07d}"
+
+    # --- attachment content: bytes kept out of the in-memory copy, read only when downloaded ------------------
+
+    def put_blob(self, sys_id: str, data: bytes) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO blobs (sys_id, data) VALUES (?, ?)", (sys_id, data))
+
+    def get_blob(self, sys_id: str) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute("SELECT data FROM blobs WHERE sys_id = ?", (sys_id,)).fetchone()
+            return bytes(row[0]) if row else None
+
+    def delete_blob(self, sys_id: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM blobs WHERE sys_id = ?", (sys_id,))
 
     def __iter__(self) -> Iterator[str]:
         with self._lock:

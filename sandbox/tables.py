@@ -30,6 +30,7 @@ _TASK_FIELDS = (
     "correlation_id",
     "correlation_display",
     "opened_at",
+    "opened_by",  # the caller on insert: the dictionary default is the current user (sandbox/instance.py)
     "closed_at",
     "active",
 )
@@ -81,6 +82,7 @@ _add(
             "assigned_to": "sys_user",
             "requested_by": "sys_user",
             "std_change_producer_version": "std_change_producer_version",
+            "opened_by": "sys_user",
         },
         journals=("work_notes", "comments"),
         choices={
@@ -127,6 +129,7 @@ _add(
             "assignment_group": "sys_user_group",
             "assigned_to": "sys_user",
             "caller_id": "sys_user",
+            "opened_by": "sys_user",
         },
         journals=("work_notes", "comments"),
         choices={
@@ -245,6 +248,88 @@ _add(
     )
 )
 _add(Table(name="cmn_location", fields=("name", "city", "country", "street")))
+
+# change_task: the work items of a change (markdown/it-service-management/change-management/create-a-change-task.md).
+# States under the change state model: Pending, Open, In progress, Closed ("requires close code and close notes",
+# a UI policy as on change_request), Canceled; values as in state-model-activate-tasks.md (-5, 1, 2, 3, 4).
+_add(
+    Table(
+        name="change_task",
+        fields=(
+            *_TASK_FIELDS,
+            "change_request",
+            "change_task_type",
+            "close_code",
+            "on_hold",
+            "on_hold_reason",
+            "planned_start_date",
+            "planned_end_date",
+        ),
+        references={
+            "change_request": "change_request",
+            "cmdb_ci": "cmdb_ci",
+            "assignment_group": "sys_user_group",
+            "assigned_to": "sys_user",
+            "opened_by": "sys_user",
+        },
+        journals=("work_notes", "comments"),
+        choices={
+            "state": {"-5": "Pending", "1": "Open", "2": "In Progress", "3": "Closed", "4": "Canceled"},
+            "change_task_type": {
+                "planning": "Planning",
+                "implementation": "Implementation",
+                "testing": "Testing",
+                "review": "Review",
+            },
+            "close_code": {
+                "successful": "Successful",
+                "successful_issues": "Successful with issues",
+                "unsuccessful": "Unsuccessful",
+            },
+            "impact": _IMPACT,
+            "urgency": _IMPACT,
+            "priority": _PRIORITY,
+        },
+        numeric=("state", "impact", "urgency", "priority"),
+        number_prefix="CTASK",
+        number_start=10001,
+        display_field="number",
+    )
+)
+
+# Attachment metadata (markdown/api-reference/rest-apis/c_AttachmentAPI.md); the bytes live in the store's blob table.
+_add(
+    Table(
+        name="sys_attachment",
+        fields=(
+            "file_name",
+            "table_name",
+            "table_sys_id",
+            "content_type",
+            "size_bytes",
+            "size_compressed",
+            "compressed",
+            "hash",
+            "average_image_color",
+            "image_height",
+            "image_width",
+            "sys_tags",
+        ),
+        numeric=("size_bytes", "size_compressed"),
+        display_field="file_name",
+    )
+)
+
+# Roles and who has them, projected read-only from the sandbox's access control (sandbox/acl.py).
+_add(Table(name="sys_user_role", fields=("name", "description"), display_field="name"))
+_add(
+    Table(
+        name="sys_user_has_role",
+        fields=("user", "role", "state", "inherited"),
+        references={"user": "sys_user", "role": "sys_user_role"},
+        display_field="sys_id",
+    )
+)
 
 
 def get_table(name: str) -> Table | None:
