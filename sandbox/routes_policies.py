@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from sandbox.acl import AclConfig, RoleList
 from sandbox.attachments import SystemProperties
@@ -113,5 +115,8 @@ async def get_properties(request: Request) -> dict[str, str]:
 async def put_properties(request: Request, update: dict[str, str | float]) -> dict[str, str]:
     state = sandbox_state(request)
     merged = {**state.properties.model_dump(by_alias=True), **update}
-    state.properties = SystemProperties.model_validate(merged)
+    try:
+        state.properties = SystemProperties.model_validate(merged)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
     return state.properties.shown()

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from sandbox.server import SandboxConfig, SandboxServer
-from tests.sandbox.support import INTEGRATION, Capture
+from tests.sandbox.support import ADMIN, INTEGRATION, Capture
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +25,13 @@ def api(emulator: SandboxServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
+def admin_api(emulator: SandboxServer) -> Iterator[httpx.Client]:
+    """The Table API as admin: the admin role passes every ACL, so it sees what the integration user may not."""
+    with httpx.Client(base_url=emulator.url, auth=ADMIN, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def control(emulator: SandboxServer) -> Iterator[httpx.Client]:
     """The `/sandbox/*` control panel (no auth)."""
     with httpx.Client(base_url=f"{emulator.url}/sandbox", timeout=10) as client:
@@ -33,7 +40,7 @@ def control(emulator: SandboxServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture(autouse=True)
 def behave_again(control: httpx.Client) -> Iterator[None]:
-    """Every test leaves the instance without faults, rate limits or a webhook target."""
+    """Every test leaves the instance without faults, rate limits, ACL rules or role changes, nor a webhook target."""
     yield
     control.post("/reset-faults").raise_for_status()
     control.put("/config", json={"webhook_url": None, "webhook_token": None, "token_lifetime": 1799}).raise_for_status()

@@ -14,6 +14,7 @@ import httpx
 T = TypeVar("T")
 
 INTEGRATION = ("changeloop.integration", "sn-integration-pw")
+ADMIN = ("admin", "admin")
 OAUTH_CLIENT = ("changeloop", "changeloop-secret")
 
 
