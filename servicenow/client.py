@@ -7,15 +7,22 @@ idempotent:
 - 5xx and transport errors are retried only for GET; a write that may have been applied is left to the caller,
   who looks the record up by its natural key before writing again;
 - 401 re-authenticates once, then raises `NotAuthenticated`.
+
+Paging follows the instance's contract (c_TableAPI.md): `sysparm_limit` cuts a page BEFORE the read ACLs run, so a
+page can come back short or even empty while more rows follow. A listing therefore advances `sysparm_offset` by the
+limit it asked for (never by the rows it received), continues while the answer's `Link` header has `rel="next"`
+(`X-Total-Count` decides only when there is no Link header), and never stops on a short or empty page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 
@@ -32,14 +39,55 @@ from servicenow.query import Query
 DisplayValue = Literal["true", "false", "all"] | bool
 
 DEFAULT_PAGE_SIZE = 1000
+# first(): the look-up page grows 1, 2, 4 … up to this many rows while the rows it meets are hidden by ACLs.
+FIRST_MAX_PAGE = 64
+
+_NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?', re.IGNORECASE)
+
+
+class MissingHeader(ServiceNowError):
+    """The answer lacks a header the call depends on (a proxy dropped it, or the instance was told to omit it).
+    Not retryable: the same request gets the same answer."""
 
 
 @dataclass(frozen=True)
 class Page:
+    records: list[dict[str, Any]]  # the rows the caller may read: fewer than asked (even none) when ACLs hide some
+    offset: int  # the sysparm_offset this page was asked at
+    total: int | None  # X-Total-Count: every row the query matches, hidden ones included
+    has_next: bool  # the instance says more rows follow (Link rel="next"), and the caller's limit is not reached
+
+
+@dataclass(frozen=True)
+class _ListAnswer:
+    """One list request's rows and the headers that say whether rows follow."""
+
     records: list[dict[str, Any]]
     offset: int
+    size: int
     total: int | None
-    has_next: bool
+    link: str | None
+
+    def next_offset(self) -> int | None:
+        """Where the next page starts, or None when the instance says no rows follow."""
+        if self.link is not None:
+            match = _NEXT_LINK.search(self.link)
+            if match is None:
+                return None
+            # The instance's next link carries offset + limit; take its word, but never go backwards.
+            linked = _offset_of(match.group(1))
+            return linked if linked is not None and linked > self.offset else self.offset + self.size
+        if self.total is not None:
+            return self.offset + self.size if self.offset + self.size < self.total else None
+        raise MissingHeader(
+            "List answer without Link or X-Total-Count",
+            "cannot tell whether more rows follow: a short page is no proof of the end when ACLs hide rows",
+        )
+
+
+def _offset_of(url: str) -> int | None:
+    values = parse_qs(urlparse(url).query).get("sysparm_offset")
+    return int(values[0]) if values and values[0].isdigit() else None
 
 
 def _display(value: DisplayValue | None) -> str | None:
@@ -48,12 +96,6 @@ def _display(value: DisplayValue | None) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
-
-
-def _has_next_link(link_header: str | None) -> bool | None:
-    if link_header is None:
-        return None
-    return 'rel="next"' in link_header
 
 
 class ServiceNowClient:
@@ -199,51 +241,79 @@ class ServiceNowClient:
         response = await self.request("GET", f"/api/now/table/{table}/{sys_id}", params=params)
         return response.json()["result"]
 
+    async def _list_page(
+        self,
+        table: str,
+        query: Query,
+        *,
+        offset: int,
+        size: int,
+        fields: builtins.list[str] | None = None,
+        display_value: DisplayValue | None = None,
+        exclude_reference_link: bool | None = None,
+    ) -> _ListAnswer:
+        params = self._params(
+            query=query,
+            fields=fields,
+            display_value=display_value,
+            exclude_reference_link=exclude_reference_link,
+            limit=size,
+            offset=offset,
+        )
+        response = await self.request("GET", f"/api/now/table/{table}", params=params)
+        total_header = response.headers.get("X-Total-Count")
+        return _ListAnswer(
+            records=response.json()["result"],
+            offset=offset,
+            size=size,
+            total=int(total_header) if total_header and total_header.isdigit() else None,
+            link=response.headers.get("Link"),
+        )
+
+    @staticmethod
+    def _stable(query: Query | None) -> Query:
+        """Without an ORDERBY the query is ordered by sys_id: offset paging over an unordered result lets rows shift
+        between pages."""
+        query = query or Query()
+        return query if query.ordered else query.order_by("sys_id")
+
     async def iter_pages(
         self,
         table: str,
         query: Query | None = None,
         *,
-        fields: list[str] | None = None,
+        fields: builtins.list[str] | None = None,
         display_value: DisplayValue | None = None,
         exclude_reference_link: bool | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         limit: int | None = None,
     ) -> AsyncIterator[Page]:
-        """Every page of a query, lazily. Without an ORDERBY the query is ordered by sys_id: offset paging over
-        an unordered result lets rows shift between pages."""
-        query = query or Query()
-        if not query.ordered:
-            query = query.order_by("sys_id")
+        """Every page of a query, lazily; `limit` caps the rows returned (rows the caller may read).
+
+        Each page is asked at the previous page's offset plus the limit asked, and paging goes on while the instance
+        says rows follow (Link rel="next"; X-Total-Count when there is no Link header), whatever the page held.
+        Raises `MissingHeader` if an answer has neither header (nothing tells where the rows end)."""
+        query = self._stable(query)
         offset, seen = 0, 0
         while True:
             size = page_size if limit is None else min(page_size, limit - seen)
             if size <= 0:
                 return
-            params = self._params(
-                query=query,
+            answer = await self._list_page(
+                table,
+                query,
+                offset=offset,
+                size=size,
                 fields=fields,
                 display_value=display_value,
                 exclude_reference_link=exclude_reference_link,
-                limit=size,
-                offset=offset,
             )
-            response = await self.request("GET", f"/api/now/table/{table}", params=params)
-            records: list[dict[str, Any]] = response.json()["result"]
-            total_header = response.headers.get("X-Total-Count")
-            total = int(total_header) if total_header and total_header.isdigit() else None
-            next_link = _has_next_link(response.headers.get("Link"))
-            seen += len(records)
-            offset += len(records)
-            if next_link is not None:
-                has_next = next_link and bool(records)
-            elif total is not None:
-                has_next = offset < total and bool(records)
-            else:
-                has_next = len(records) == size
-            yield Page(records, offset - len(records), total, has_next)
-            if not has_next:
+            seen += len(answer.records)
+            next_offset = None if limit is not None and seen >= limit else answer.next_offset()
+            yield Page(answer.records, offset, answer.total, next_offset is not None)
+            if next_offset is None:
                 return
+            offset = next_offset
 
     async def iter_records(
         self,
@@ -255,19 +325,53 @@ class ServiceNowClient:
             for record in page.records:
                 yield record
 
-    async def list(self, table: str, query: Query | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    async def list(self, table: str, query: Query | None = None, **kwargs: Any) -> builtins.list[dict[str, Any]]:
         return [record async for record in self.iter_records(table, query, **kwargs)]
 
-    async def first(self, table: str, query: Query, **kwargs: Any) -> dict[str, Any] | None:
-        """The first record matching `query` (natural-key look-ups before a create), or None."""
-        async for page in self.iter_pages(table, query, page_size=1, limit=1, **kwargs):
-            return page.records[0] if page.records else None
-        return None
+    async def first(
+        self,
+        table: str,
+        query: Query,
+        *,
+        fields: builtins.list[str] | None = None,
+        display_value: DisplayValue | None = None,
+        exclude_reference_link: bool | None = None,
+    ) -> dict[str, Any] | None:
+        """The first record matching `query` that the caller may read (natural-key look-ups before a create), or None.
+
+        One request for one row when nothing is hidden; when the instance's ACLs hide the rows met, the page grows
+        (1, 2, 4 … FIRST_MAX_PAGE rows) and the look-up goes on while the instance says rows follow."""
+        query = self._stable(query)
+        offset, size = 0, 1
+        while True:
+            answer = await self._list_page(
+                table,
+                query,
+                offset=offset,
+                size=size,
+                fields=fields,
+                display_value=display_value,
+                exclude_reference_link=exclude_reference_link,
+            )
+            if answer.records:
+                return answer.records[0]
+            next_offset = answer.next_offset()
+            if next_offset is None:
+                return None
+            offset, size = next_offset, min(size * 2, FIRST_MAX_PAGE)
 
     async def count(self, table: str, query: Query | None = None) -> int:
+        """How many rows the query matches: the instance's X-Total-Count (its `select count(*)`), which includes rows
+        the caller's ACLs hide. Raises `MissingHeader` when the answer has no X-Total-Count (never a silent 0)."""
         params = self._params(query=query, fields=["sys_id"], limit=1)
         response = await self.request("GET", f"/api/now/table/{table}", params=params)
-        return int(response.headers.get("X-Total-Count", "0"))
+        header = response.headers.get("X-Total-Count")
+        if header is None or not header.strip().isdigit():
+            raise MissingHeader(
+                "List answer without X-Total-Count",
+                f"cannot count {table}: the instance (or a proxy) left the X-Total-Count header out",
+            )
+        return int(header)
 
     async def create(
         self, table: str, data: Mapping[str, Any], *, fields: builtins.list[str] | None = None
@@ -287,4 +391,4 @@ class ServiceNowClient:
         await self.request("DELETE", f"/api/now/table/{table}/{sys_id}")
 
 
-__all__ = ["BasicAuth", "OAuth", "Page", "ServiceNowClient", "ServiceNowError"]
+__all__ = ["BasicAuth", "MissingHeader", "OAuth", "Page", "ServiceNowClient", "ServiceNowError"]
