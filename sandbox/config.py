@@ -31,7 +31,8 @@ class SandboxConfig(BaseModel):
     seed: bool = True  # load sandbox/seed.yaml into an empty database
     seed_file: Path | None = None  # another seed file instead of the packaged one
     log_level: str = "warning"
-    # Each user's roles (sandbox/acl.py); table ACLs check them. `/sandbox/roles` changes them while running.
+    # Each user's roles (sandbox/acl.py); table ACLs check them. A user of `users` not named here gets `itil`.
+    # `/sandbox/roles` changes them while running.
     roles: dict[str, list[str]] = Field(default_factory=lambda: {u: list(r) for u, r in DEFAULT_ROLES.items()})
     # "default" answers at once; "realistic" is 150 ms ± 50 ms per call, +0.5 ms per listed row, and an hourly
     # rate limit rule for the integration user (sandbox/profile.py). `/sandbox/profile` changes it while running.

@@ -18,6 +18,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import MutableHeaders
@@ -152,18 +153,18 @@ class ResponseHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        parked: dict[str, object] = scope.setdefault("state", {})
+        parked: dict[str, Any] = scope.setdefault("state", {})
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = parked.get(_EXTRA)
-                strip = parked.get(_STRIP)
+                extra: dict[str, str] = parked.get(_EXTRA) or {}
+                strip: list[str] = parked.get(_STRIP) or []
                 if extra or strip:
                     headers = MutableHeaders(scope=message)
-                    for name, value in (extra or {}).items():  # type: ignore[attr-defined]
+                    for name, value in extra.items():
                         if name not in headers:
                             headers[name] = value
-                    for name in strip or ():  # type: ignore[attr-defined]
+                    for name in strip:
                         del headers[name]
             await send(message)
 

@@ -25,6 +25,7 @@ from sandbox import attachments
 from sandbox.acl import ROLE_TABLES, Operation, sync_role_tables
 from sandbox.business_rules import RuleViolation
 from sandbox.errors import ApiError
+from sandbox.faults import Fault
 from sandbox.gate import Caller, admit, after_write, not_found, readable, sandbox_state, visible_rows
 from sandbox.render import DisplayMode, RenderOptions, render_record
 from sandbox.state import SandboxState
@@ -40,6 +41,19 @@ _ACL_VERBS = {"create": "Insert", "write": "Update", "delete": "Delete"}
 
 def _state(request: Request) -> SandboxState:
     return sandbox_state(request)
+
+
+# The names routers written against the first gate used (a Table-API-like router may still import them).
+async def _gate(request: Request, table: str) -> tuple[str, Fault | None]:
+    caller = await admit(request, "table", table)
+    return caller.user, caller.fault
+
+
+async def _after_write(fault: Fault | None) -> None:
+    await after_write(Caller("", frozenset(), fault))
+
+
+_not_found = not_found
 
 
 def _table(name: str) -> Table:

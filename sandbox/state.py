@@ -72,7 +72,10 @@ class SandboxState:
     properties: SystemProperties = field(init=False)
 
     def __post_init__(self) -> None:
-        self.access = AccessControl(self.config.roles)
+        # Every user who can log in has an entry: `itil` unless `config.roles` names their roles (a user added to
+        # `users` can work on tasks at once; give them [] to have none).
+        roles = {user: ["itil"] for user in self.config.users} | self.config.roles
+        self.access = AccessControl(roles)
         self.profile = Profile()
         self.rate_limiter = RateLimiter()
         self.restore_policies()

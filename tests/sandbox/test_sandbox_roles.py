@@ -6,6 +6,7 @@ import uuid
 
 import httpx
 
+from sandbox.server import SandboxConfig, SandboxServer
 from tests.sandbox.support import result
 
 ACL_UPDATE = {
@@ -113,3 +114,19 @@ def test_reset_faults_restores_the_configured_roles(api: httpx.Client, control: 
         "sn_cmdb_editor",
     ]
     assert api.post("/api/now/table/incident", json={"short_description": "roles back"}).status_code == 201
+
+
+def test_a_user_configured_without_roles_gets_itil_and_an_empty_list_means_none() -> None:
+    users = {"admin": "admin", "alice.ops": "alice-pw", "dave.data": "dave-pw"}
+    config = SandboxConfig(port=0, users=users, roles={"admin": ["admin"], "dave.data": []})
+    with SandboxServer(config) as server:
+        assert httpx.get(f"{server.url}/sandbox/roles").json() == {
+            "admin": ["admin"],
+            "alice.ops": ["itil"],
+            "dave.data": [],
+        }
+        body = {"short_description": "by a fulfiller"}
+        alice = httpx.post(f"{server.url}/api/now/table/incident", json=body, auth=("alice.ops", "alice-pw"))
+        assert alice.status_code == 201
+        dave = httpx.post(f"{server.url}/api/now/table/incident", json=body, auth=("dave.data", "dave-pw"))
+        assert dave.status_code == 403
