@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from servicenow import Query, ServiceNowClient, ServiceNowError
+from servicenow.client import MissingHeader, ServiceNowClient
+from servicenow.errors import ServiceNowError
+from servicenow.query import Query
 
 
 async def _by_sys_id(make_incidents, n: int) -> list[str]:
@@ -91,8 +93,9 @@ async def test_count_without_x_total_count_is_an_error_not_zero(
     assert await sn_client.count("incident", query) == 3
 
     await reset_faults.set_faults(strip_headers=["X-Total-Count"])
-    with pytest.raises(ServiceNowError, match="X-Total-Count"):
+    with pytest.raises(MissingHeader, match="X-Total-Count") as raised:
         await sn_client.count("incident", query)
+    assert isinstance(raised.value, ServiceNowError) and not raised.value.retryable
 
 
 async def test_count_is_the_query_count_hidden_rows_included(
@@ -121,5 +124,5 @@ async def test_without_link_nor_total_the_client_refuses_to_guess(
     await make_incidents(4)
     await reset_faults.set_faults(strip_headers=["Link", "X-Total-Count"])
 
-    with pytest.raises(ServiceNowError, match="Link"):
+    with pytest.raises(MissingHeader, match="Link"):
         await sn_client.list("incident", Query().eq("correlation_id", scope_id), page_size=2)
