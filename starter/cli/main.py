@@ -148,10 +148,14 @@ def sandbox(
     webhook_token: str | None = typer.Option(
         None, help="Bearer token of the webhook (default: CHANGELOOP_WEBHOOK_TOKEN).", show_default=False
     ),
+    profile: str = typer.Option(
+        "default",
+        help="'realistic': 150 ms +- 50 ms per call, page cost per row, and the integration user's hourly rate limit.",
+    ),
 ) -> None:
     """Run the sandbox ServiceNow instance in the foreground (seeded on first start)."""
     from starter.devstack.sandbox import serve_sandbox
 
     settings = get_settings()
     token = webhook_token or (settings.webhook_token.get_secret_value() if settings.webhook_token else None)
-    serve_sandbox(host, port, db, webhook_url, token, console)
+    serve_sandbox(host, port, db, webhook_url, token, console, profile)

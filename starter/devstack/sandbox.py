@@ -19,5 +19,12 @@ def serve_sandbox(
         ) from exc
     if db != ":memory:":
         Path(db).parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"sandbox ServiceNow on http://{host}:{port} (admin/admin, changeloop.integration/sn-integration-pw)")
-    serve(SandboxConfig(host=host, port=port, db_path=db, webhook_url=webhook_url, webhook_token=webhook_token))
+    console.print(
+        f"sandbox ServiceNow on http://{host}:{port} ({profile} profile; admin/admin, "
+        "changeloop.integration/sn-integration-pw)"
+    )
+    serve(
+        SandboxConfig(
+            host=host, port=port, db_path=db, webhook_url=webhook_url, webhook_token=webhook_token, profile=profile
+        )
+    )
