@@ -9,7 +9,13 @@ from typing import Any
 
 
 def serve_sandbox(
-    host: str, port: int, db: str, webhook_url: str | None, webhook_token: str | None, console: Any
+    host: str,
+    port: int,
+    db: str,
+    webhook_url: str | None,
+    webhook_token: str | None,
+    console: Any,
+    profile: str = "default",
 ) -> None:
     try:
         from sandbox.server import SandboxConfig, serve
