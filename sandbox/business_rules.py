@@ -1,36 +1,25 @@
-"""The instance's own logic on change_request and incident: defaults, the change model, data policies,
-the computed incident priority, and the outbound Business Rule's trigger and body.
+"""The instance's own logic before a write on change_request and incident: defaults, the change model, data
+policies, the computed incident priority, and the stamps the instance sets when a record closes.
 
-A refusal raises `RuleViolation`; the Table API answers 403 and writes nothing. The webhook body here and the
-JavaScript in deploy/servicenow/changeloop_business_rule.js must send the identical field set
-(`WEBHOOK_FIELDS`); a test reads the script and compares.
+A refusal raises `RuleViolation`; the Table API answers 403 and writes nothing. The change model itself is
+sandbox/change_model.py; what happens after a write (approvals, outbound Business Rules) is sandbox/approvals.py
+and sandbox/outbound_rules.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from sandbox.tables import get_table
-from servicenow.change_request import Approval, ChangeState, ChangeType, allowed_change_transition
-from servicenow.incident import IncidentState
+from sandbox.change_model import (
+    APPROVAL_STAGES,
+    Approval,
+    ChangeState,
+    ChangeType,
+    IncidentState,
+    state_label,
+    transition,
+)
+from sandbox.process_settings import ProcessSettings
 
 Record = dict[str, str]
-
-# The body the Business Rule POSTs, in the script's order. `*_name` fields carry display values so the shim
-# can pick a runbook by template name without calling back into the instance.
-WEBHOOK_FIELDS = (
-    "sys_id",
-    "number",
-    "state",
-    "type",
-    "approval",
-    "category",
-    "short_description",
-    "cmdb_ci",
-    "cmdb_ci_name",
-    "std_change_producer_version",
-    "std_change_producer_version_name",
-)
 
 # Standard 3x3 impact × urgency matrix (1 high … 3 low) → priority 1 Critical … 5 Planning.
 _PRIORITY = {
@@ -49,16 +38,11 @@ _CLOSE_FIELDS = {"close_code": "Close code", "close_notes": "Close notes"}
 
 
 class RuleViolation(Exception):
-    """A business rule or data policy refused the write (403 "Operation Failed")."""
+    """A business rule, data policy or ACL refused the write (403 "Operation Failed")."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
-
-
-def _label(table: str, field: str, value: str) -> str:
-    schema = get_table(table)
-    return schema.choices.get(field, {}).get(value, value) if schema else value
 
 
 def _require_close_fields(merged: Record) -> None:
@@ -73,6 +57,8 @@ def before_insert(table: str, values: Record) -> Record:
         values.setdefault("type", ChangeType.NORMAL.value)
         values.setdefault("state", ChangeState.NEW.value)
         values.setdefault("approval", Approval.NOT_REQUESTED.value)
+        values.setdefault("on_hold", "false")
+        values.setdefault("conflict_status", "Not Run")
         _check_change_insert(values)
     elif table == "incident":
         values.setdefault("state", IncidentState.NEW.value)
@@ -94,37 +80,59 @@ def _check_change_insert(values: Record) -> None:
         allowed.add(ChangeState.SCHEDULED.value)
     if state not in allowed:
         raise RuleViolation(
-            f"Invalid state transition: New -> {_label('change_request', 'state', state)} "
-            f"is not allowed for a {change_type} change"
+            f"Invalid state transition: New -> {state_label(state)} is not allowed for a {change_type} change"
         )
 
 
-def before_update(table: str, old: Record, changes: Record) -> Record:
-    """Checks an update against the current record; answers the changes to store (with derived fields)."""
+def before_update(
+    table: str, old: Record, changes: Record, settings: ProcessSettings, *, by_flow: bool = False
+) -> Record:
+    """Checks an update against the current record; answers the changes to store (with derived fields).
+
+    `by_flow`: the write is the instance's own approval flow (sandbox/approvals.py), which alone may make the
+    moves the model reserves for it.
+    """
     merged = {**old, **changes}
     if table == "change_request":
-        _check_change_update(old, merged)
+        _check_change_update(old, merged, changes, settings, by_flow)
     elif table == "incident":
         _check_incident(old, merged)
     return _derive(table, old, changes)
 
 
-def _check_change_update(old: Record, merged: Record) -> None:
-    current, target = old.get("state", ChangeState.NEW.value), merged.get("state", "")
+def _check_change_update(
+    old: Record, merged: Record, changes: Record, settings: ProcessSettings, by_flow: bool
+) -> None:
+    current = old.get("state") or ChangeState.NEW.value
+    target = merged.get("state") or current
     change_type = merged.get("type") or ChangeType.NORMAL.value
+    if old.get("type") and merged.get("type") != old.get("type") and current != ChangeState.NEW.value:
+        # c_ChangeStateModel.md "Modify change request type": only while the change is New.
+        raise RuleViolation(f"The type of a change can only be changed in New (the change is {state_label(current)})")
     if current == target:
         return
-    try:
-        allowed = allowed_change_transition(change_type, current, target)
-    except ValueError:  # a state or type the change model doesn't know
-        allowed = False
-    if not allowed:
+    move = f"{state_label(current)} -> {state_label(target)}"
+    held = old.get("on_hold") == "true" and merged.get("on_hold") == "true"
+    if held and target != ChangeState.CANCELED.value:
+        raise RuleViolation(f"Invalid state transition: {move}: the change is on hold, it can only be canceled")
+    arrow = transition(change_type, current, target)
+    if arrow is None:
+        raise RuleViolation(f"Invalid state transition: {move} is not allowed for a {change_type} change")
+    if arrow.by_approval and not by_flow:
+        # The model's transition condition: the stage's approvals must be approved, and then the approval flow
+        # moves the change itself. Nobody walks a change through Assess/Authorize with a PATCH.
         raise RuleViolation(
-            f"Invalid state transition: {_label('change_request', 'state', current)} -> "
-            f"{_label('change_request', 'state', target)} is not allowed for a {change_type} change"
+            f"Invalid state transition: {move} is not allowed for a {change_type} change: the approval flow makes "
+            f"this move when the change's approvals are approved (approval is {merged.get('approval') or 'empty'})"
         )
-    if target == ChangeState.CLOSED.value:
+    if target == ChangeState.CLOSED.value and settings.close_fields_data_policy:
         _require_close_fields(merged)
+    if arrow.requests_approval:
+        changes["approval"] = Approval.REQUESTED.value
+    elif target == ChangeState.NEW.value and current in APPROVAL_STAGES and not by_flow:
+        changes["approval"] = Approval.NOT_REQUESTED.value  # Revert to New restarts the approvals
+    if target == ChangeState.CANCELED.value and merged.get("on_hold") == "true":
+        changes["on_hold"] = "false"  # t_PlaceAChangeRequestOnHold.md: canceled is never still on hold
 
 
 def _check_incident(old: Record, merged: Record) -> None:
@@ -135,7 +143,7 @@ def _check_incident(old: Record, merged: Record) -> None:
 
 
 def _derive(table: str, old: Record, changes: Record) -> Record:
-    """Fields the instance computes: incident priority, pre-approval of standard changes, close stamps."""
+    """Fields the instance computes: incident priority, pre-approval of standard changes."""
     merged = {**old, **changes}
     if table == "incident":
         changes.pop("priority", None)  # never settable: the priority lookup rule owns it
@@ -152,50 +160,20 @@ def _derive(table: str, old: Record, changes: Record) -> Record:
     return changes
 
 
-def closing_stamps(table: str, old: Record, changes: Record, now: str) -> None:
-    """resolved_at / closed_at / active follow the state, as the instance's own rules set them."""
+def closing_stamps(table: str, old: Record, changes: Record, now: str, user_id: str = "") -> None:
+    """resolved_at / resolved_by / closed_at / active follow the state, as the instance's own rules set them."""
     state = changes.get("state")
     if state is None or state == old.get("state"):
         return
     if table == "incident" and state == IncidentState.RESOLVED.value:
         changes.setdefault("resolved_at", now)
+        if not changes.get("resolved_by") and not old.get("resolved_by"):
+            changes["resolved_by"] = user_id
     closed = {
         "incident": {IncidentState.CLOSED.value, IncidentState.CANCELED.value},
-        "change_request": {"3", "4"},
+        "change_request": {ChangeState.CLOSED.value, ChangeState.CANCELED.value},
         "change_task": {"3", "4"},  # Closed, Canceled
     }
     if state in closed.get(table, set()):
         changes.setdefault("closed_at", now)
         changes["active"] = "false"
-
-
-# --- the outbound Business Rule ------------------------------------------------------------------------------
-
-
-def webhook_should_fire(previous: Record | None, current: Record) -> bool:
-    """`approval` changes to approved, or a pre-approved standard change's `state` changes to Scheduled.
-
-    On insert every field "changes" from empty, exactly like `changesTo()` in an after-insert rule.
-    """
-    before = previous or {}
-
-    def changes_to(field: str, value: str) -> bool:
-        return current.get(field) == value and before.get(field) != value
-
-    if changes_to("approval", Approval.APPROVED.value):
-        return True
-    return (
-        current.get("type") == ChangeType.STANDARD.value
-        and current.get("approval") == Approval.APPROVED.value
-        and changes_to("state", ChangeState.SCHEDULED.value)
-    )
-
-
-def webhook_body(record: Record, display_of: Callable[[str, str], str]) -> dict[str, str]:
-    """The JSON the script sends: values as stored (references as sys_ids) plus two display names."""
-    body = {name: record.get(name, "") for name in WEBHOOK_FIELDS}
-    body["cmdb_ci_name"] = display_of("cmdb_ci", record.get("cmdb_ci", ""))
-    body["std_change_producer_version_name"] = display_of(
-        "std_change_producer_version", record.get("std_change_producer_version", "")
-    )
-    return body

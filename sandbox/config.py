@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -12,7 +13,16 @@ from sandbox.auth import OAuthClient
 from sandbox.faults import FaultConfig
 from sandbox.profile import ProfileName
 
-DEFAULT_USERS = {"admin": "admin", "changeloop.integration": "sn-integration-pw"}
+DEFAULT_USERS = {
+    "admin": "admin",
+    "changeloop.integration": "sn-integration-pw",
+    # People who approve (or try to): they PATCH their own sysapproval_approver records.
+    "alice.ops": "alice.ops-pw",
+    "bob.sre": "bob.sre-pw",
+    "carol.cab": "carol.cab-pw",
+    "dave.data": "dave.data-pw",
+    "mallory": "mallory-pw",
+}
 
 
 class SandboxConfig(BaseModel):
@@ -26,8 +36,15 @@ class SandboxConfig(BaseModel):
     )
     token_lifetime: float = Field(default=1799.0, gt=0)  # seconds; tests use ~2 s to exercise refresh
     faults: FaultConfig = Field(default_factory=FaultConfig)
+    # Where the outbound Business Rules POST: the shim's change URL (…/api/servicenow/change) or its base URL.
+    # Setting it installs the rules, the REST message and the x_changeloop.* properties (sandbox/outbound_rules.py).
     webhook_url: str | None = None
-    webhook_token: str | None = None
+    webhook_token: str | None = None  # x_changeloop.webhook_token: change, approval and event rules
+    incident_token: str | None = None  # x_changeloop.incident_token: the incident-resolved rule
+    # sandbox/process_settings.py
+    close_fields_data_policy: bool = False
+    approval_wait_for: Literal["all", "first"] = "all"
+    change_api: bool = True
     seed: bool = True  # load sandbox/seed.yaml into an empty database
     seed_file: Path | None = None  # another seed file instead of the packaged one
     log_level: str = "warning"

@@ -2,7 +2,12 @@
 
 Inbound values are coerced to strings, unknown fields dropped, references given by display value resolved,
 sys fields and numbers stamped, journal fields turned into `sys_journal_field` rows, business rules applied,
-and — after a change_request write — the outbound Business Rule queued.
+and after the write the instance's own after-rules run: the approval flow (sandbox/approvals.py) and the
+outbound Business Rules that are installed (sandbox/outbound_rules.py).
+
+`flow=True` marks a write made by the instance itself (the approval flow, installing records): it skips the
+ACLs, may make the moves the change model reserves for the approval flow, and may set hidden marks (keys
+starting with "_", never rendered).
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import business_rules
+from sandbox import approvals, business_rules, outbound_rules
 from sandbox.outbound import WebhookEmitter
+from sandbox.process_settings import ProcessSettings
 from sandbox.query import parse
 from sandbox.render import Resolver
 from sandbox.store import Record, Store, now_string
@@ -36,9 +42,16 @@ def _as_string(value: Any) -> str:
 
 
 class Instance:
-    def __init__(self, store: Store, emitter: WebhookEmitter | None = None) -> None:
+    def __init__(
+        self, store: Store, emitter: WebhookEmitter | None = None, settings: ProcessSettings | None = None
+    ) -> None:
         self.store = store
         self.emitter = emitter or WebhookEmitter()
+        self.settings = settings or ProcessSettings()
+        # Approvers a test named for a change's stages: change sys_id -> {"assess"|"authorize": [user_name, ...]}.
+        self.approver_overrides: dict[str, dict[str, list[str]]] = {}
+        # (shim URL, webhook token, incident token) last configured: reinstalled after a reset of the records.
+        self.rule_target: tuple[str, str, str] | None = None
 
     # --- reads -------------------------------------------------------------------------------------------------
 
@@ -59,6 +72,11 @@ class Instance:
             f"{e['sys_created_on']} - {e['sys_created_by']} ({label})\n{e['value']}\n\n" for e in reversed(entries)
         )
 
+    def find(self, table: str, field: str, value: str) -> Record | None:
+        """The first record whose `field` equals `value` (a natural-key look-up), or None."""
+        with self.store.lock:
+            return next((r for r in self.store.rows(table) if r.get(field) == value), None)
+
     def resolver(self, base_url: str) -> Resolver:
         return Resolver(base_url=base_url.rstrip("/"), lookup=self.lookup, journal=self.journal_text)
 
@@ -70,11 +88,14 @@ class Instance:
 
     # --- writes ------------------------------------------------------------------------------------------------
 
-    def _accept(self, schema: Table, body: dict[str, Any]) -> tuple[Record, Record]:
+    def _accept(self, schema: Table, body: dict[str, Any], flow: bool = False) -> tuple[Record, Record]:
         """(field values, journal entries) from a request body; the instance ignores fields it doesn't have."""
         values: Record = {}
         journals: Record = {}
         for name, raw in body.items():
+            if flow and name.startswith("_"):
+                values[name] = _as_string(raw)
+                continue
             if name in SYS_FIELDS or name == "sys_class_name" or not is_known_field(schema, name):
                 continue
             value = _as_string(raw)
@@ -107,14 +128,24 @@ class Instance:
             self.store.insert("sys_journal_field", {**row, **_stamps(user, now)})
 
     def create(
-        self, table: str, body: dict[str, Any], user: str, *, rules: bool = True, sys_id: str | None = None
+        self,
+        table: str,
+        body: dict[str, Any],
+        user: str,
+        *,
+        rules: bool = True,
+        sys_id: str | None = None,
+        flow: bool = False,
     ) -> Record:
-        """Insert one record; `rules=False` and a fixed `sys_id` are for the seed (no defaults, no webhook)."""
+        """Insert one record; `rules=False` and a fixed `sys_id` are for the seed (no defaults, no after-rules)."""
         schema = get_table(table)
         assert schema is not None
         with self.store.lock:
-            values, journals = self._accept(schema, body)
+            values, journals = self._accept(schema, body, flow)
             if rules:
+                if not flow:
+                    approvals.check_acl(self, table, None, user)
+                approvals.defaults(table, values)
                 values = business_rules.before_insert(table, values)
             now = now_string()
             record: Record = {name: "" for name in schema.fields if name not in schema.journals}
@@ -132,33 +163,39 @@ class Instance:
             if "sys_class_name" in schema.fields:
                 record["sys_class_name"] = table
             if rules:
-                business_rules.closing_stamps(table, {}, record, now)
+                business_rules.closing_stamps(table, {}, record, now, self._user_sys_id(user))
             self.store.insert(table, record)
             self._journal(table, record["sys_id"], journals, user, now)
         if rules:
-            self._after_write(table, None, record)
+            self._after_write(table, None, record, journals)
         return record
 
-    def update(self, table: str, sys_id: str, body: dict[str, Any], user: str) -> WriteResult | None:
+    def update(
+        self, table: str, sys_id: str, body: dict[str, Any], user: str, *, flow: bool = False
+    ) -> WriteResult | None:
         schema = get_table(table)
         assert schema is not None
         with self.store.lock:
             old = self.store.get(table, sys_id)
             if old is None:
                 return None
-            values, journals = self._accept(schema, body)
-            changes = {k: v for k, v in business_rules.before_update(table, old, values).items() if old.get(k) != v}
+            values, journals = self._accept(schema, body, flow)
+            if not flow:
+                approvals.check_acl(self, table, old, user)
+                values = approvals.writable(table, values, user)
+            requested = business_rules.before_update(table, old, values, self.settings, by_flow=flow)
+            changes = {k: v for k, v in requested.items() if old.get(k, "") != v}
             if not changes and not journals:
                 return WriteResult(old, changed=False)  # the instance skips an update that changes nothing
             now = now_string()
-            business_rules.closing_stamps(table, old, changes, now)
+            business_rules.closing_stamps(table, old, changes, now, self._user_sys_id(user))
             record = {**old, **changes}
             record.update(
                 sys_updated_on=now, sys_updated_by=user, sys_mod_count=str(int(old.get("sys_mod_count", "0")) + 1)
             )
             self.store.update(sys_id, record)
             self._journal(self.store.class_of(sys_id) or table, sys_id, journals, user, now)
-        self._after_write(table, old, record)
+        self._after_write(table, old, record, journals)
         return WriteResult(record, changed=True)
 
     def delete(self, table: str, sys_id: str) -> bool:
@@ -168,9 +205,10 @@ class Instance:
             self.store.delete(sys_id)
             return True
 
-    def _after_write(self, table: str, previous: Record | None, current: Record) -> None:
-        if table == "change_request" and business_rules.webhook_should_fire(previous, current):
-            self.emitter.emit(business_rules.webhook_body(current, self.display_of))
+    def _after_write(self, table: str, previous: Record | None, current: Record, journals: Record) -> None:
+        """After-rules in order: the outbound Business Rules (order 100), then the approval flow."""
+        outbound_rules.after_write(self, table, previous, current, journals)
+        approvals.after_write(self, table, previous, current)
 
 
 def _stamps(user: str, now: str) -> Record:

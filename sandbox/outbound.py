@@ -1,8 +1,9 @@
-"""The outbound side of the Business Rule: POST the change to the shim, in the background, with a log.
+"""The outbound side of the Business Rules: POST a JSON body to the shim, in the background, with a log.
 
 Like `RESTMessageV2.executeAsync()` on an instance, sending never blocks (or fails) the Table API write that
 triggered it; a refused connection is retried a few times (the shim may be starting), then given up.
-`GET /sandbox/outbound` shows every attempt so tests can assert what was sent.
+`GET /sandbox/outbound` shows every attempt so tests can assert what was sent. Which rule sends what, and when,
+is sandbox/outbound_rules.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class OutboundMessage(BaseModel):
     url: str
     body: dict[str, Any]
     headers: dict[str, str]
+    rule: str = ""  # the sys_script name of the Business Rule that sent it
     status: int | None = None  # None while pending or when every attempt failed to connect
     attempts: int = 0
     error: str | None = None
@@ -28,9 +30,7 @@ class OutboundMessage(BaseModel):
 
 
 class WebhookEmitter:
-    def __init__(self, url: str | None = None, token: str | None = None) -> None:
-        self.url = url
-        self.token = token
+    def __init__(self) -> None:
         self._sent: list[OutboundMessage] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
@@ -44,12 +44,10 @@ class WebhookEmitter:
         with self._lock:
             self._sent.clear()
 
-    def emit(self, body: dict[str, Any]) -> None:
-        """Queue one POST; a no-op when no target is configured (an instance without the rule installed)."""
-        if not self.url:
-            return
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token or ''}"}
-        message = OutboundMessage(url=self.url, body=body, headers=headers)
+    def emit(self, url: str, token: str, body: dict[str, Any], rule: str = "") -> None:
+        """Queue one POST with `Authorization: Bearer <token>`."""
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        message = OutboundMessage(url=url, body=body, headers=headers, rule=rule)
         with self._lock:
             self._sent.append(message)
         try:

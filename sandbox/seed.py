@@ -4,8 +4,12 @@ sys_ids are derived from table + name (`seed_sys_id`), so they are the same in e
 
 | table | records (stable names) |
 |---|---|
-| sys_user | admin, changeloop.integration, alice.ops, bob.sre, carol.cab, dave.data (display name "Alice Ops" …) |
+| sys_user | admin, changeloop.integration, alice.ops, bob.sre, carol.cab, dave.data, mallory (on no list) |
 | sys_user_group | Payments SRE, Web Platform, Data Platform, Service Desk, Change Advisory Board |
+| sys_user_grmember | CAB: carol.cab, alice.ops; Payments SRE: bob.sre; Web Platform: alice.ops; Data Platform: dave.data; |
+|  | Service Desk: carol.cab |
+| cmn_schedule (+ spans) | "Legacy batch business-hours freeze" (blackout, weekdays 08-18 UTC, only CI legacy-batch), |
+|  | "Wiki maintenance window" (maintenance, daily 02-04 UTC, internal-wiki's maintenance_schedule) |
 | cmn_location | Frankfurt DC1, Dublin DC2 |
 | cmdb_rel_type | "Depends on::Used by", "Runs on::Runs" |
 | cmdb_ci_appl | payments-api (1 - most critical, support Payments SRE), web-storefront (2, Web Platform), |
@@ -15,9 +19,10 @@ sys_ids are derived from table + name (`seed_sys_id`), so they are the same in e
 | cmdb_ci_server | win-report-01 (Windows, runs reporting-etl) |
 | cmdb_rel_ci | app "Runs on::Runs" each of its servers (parent = app, child = server); |
 |  | web-storefront and reporting-etl "Depends on::Used by" payments-api |
-| std_change_producer_version | Restart application service, Patch Linux servers, Run maintenance steps |
+| std_change_producer_version | Restart application service, Patch Linux servers, Run maintenance steps (each with its |
+|  | std_change_record_producer and sys_template of the same name: the template's field values) |
 | change_request | CHG0030001 standard, Scheduled, approved, "Restart application service" on payments-api; |
-|  | CHG0030002 normal, Assess, requested, on reporting-etl; |
+|  | CHG0030002 normal, Assess, requested, on reporting-etl (a requested approval for dave.data); |
 |  | CHG0030003 standard, Closed (successful), "Patch Linux servers" on fleet |
 
 Servers inherit support_group / managed_by_group / location from their application, have install_status 1
@@ -33,7 +38,10 @@ from typing import Any
 
 import yaml
 
+from sandbox import approvals
+from sandbox.change_model import ChangeState
 from sandbox.instance import Instance
+from sandbox.tables import get_table
 
 SEED_USER = "admin"
 
@@ -78,6 +86,12 @@ def load_seed(instance: Instance, path: Path | None = None) -> dict[str, int]:
     for group in data.get("groups", []):
         body = {**group, "manager": ref("sys_user", group.get("manager")), "active": "true"}
         loader.add("sys_user_group", group["name"], body)
+    for group, members in data.get("group_members", {}).items():
+        for user in members:
+            body = {"group": ref("sys_user_group", group), "user": ref("sys_user", user)}
+            loader.add("sys_user_grmember", f"{group}|{user}", body)
+    for schedule in data.get("schedules", []):
+        _load_schedule(loader, schedule)
     for rel_type in data.get("rel_types", []):
         loader.add("cmdb_rel_type", rel_type["name"], rel_type)
     for app in data.get("applications", []):
@@ -85,10 +99,38 @@ def load_seed(instance: Instance, path: Path | None = None) -> dict[str, int]:
     for dep in data.get("dependencies", []):
         _relate(loader, dep["parent"], dep["child"], "Depends on::Used by")
     for template in data.get("templates", []):
-        loader.add("std_change_producer_version", template["name"], {**template, "version": "1"})
+        _load_template(loader, template)
     for change in data.get("changes", []):
         _load_change(loader, change)
     return loader.counts
+
+
+def _load_schedule(loader: _Loader, schedule: dict[str, Any]) -> None:
+    body = {k: v for k, v in schedule.items() if k not in ("class", "spans")}
+    sys_id = loader.add(schedule.get("class", "cmn_schedule"), schedule["name"], body, id_table="cmn_schedule")
+    for span in schedule.get("spans", []):
+        loader.add("cmn_schedule_span", f"{schedule['name']}|{span['name']}", {**span, "schedule": sys_id})
+
+
+def _template_values(template: dict[str, Any]) -> dict[str, str]:
+    """The change fields a template sets, references resolved to the seed's sys_ids."""
+    references = get_table("change_request").references  # type: ignore[union-attr]
+    values = {"type": "standard", "category": template["category"], "short_description": template["short_description"]}
+    for name, value in (template.get("values") or {}).items():
+        values[name] = seed_sys_id(references[name], value) if name in references else str(value)
+    return values
+
+
+def _load_template(loader: _Loader, template: dict[str, Any]) -> None:
+    name, values = template["name"], _template_values(template)
+    # sys_template.template is an encoded query string of field=value pairs (values never contain "^").
+    encoded = "^".join(f"{field}={value}" for field, value in values.items())
+    common = {"name": name, "short_description": template["short_description"]}
+    loader.add("sys_template", name, {**common, "table": "change_request", "template": encoded, "active": "true"})
+    producer_body = {**common, "template": loader.ref("sys_template", name), "active": "true"}
+    producer = loader.add("std_change_record_producer", name, producer_body)
+    version = {**common, "version": "1", "std_change_producer": producer, "template_value": encoded}
+    loader.add("std_change_producer_version", name, {**version, "category": template["category"]})
 
 
 def _ci_common(app: dict[str, Any]) -> dict[str, str]:
@@ -108,6 +150,7 @@ def _load_application(loader: _Loader, app: dict[str, Any]) -> None:
         **common,
         "name": app["name"],
         "busines_criticality": app["busines_criticality"],
+        "maintenance_schedule": _Loader.ref("cmn_schedule", app.get("maintenance_schedule")),
         "install_status": "1",
         "short_description": f"{app['name']} application",
         "version": "1.0",
@@ -172,3 +215,7 @@ def _load_change(loader: _Loader, change: dict[str, Any]) -> None:
     # number for readers, and this check keeps the two in step.
     if stored.get("number") != change["number"]:
         raise ValueError(f"seed change {change['number']} was numbered {stored.get('number')}: keep seed.yaml in order")
+    if stored.get("state") in (ChangeState.ASSESS, ChangeState.AUTHORIZE) and stored.get("approval") == "requested":
+        # A change seeded mid-approval has its stage's approval records, as if approval had been requested.
+        created = approvals.start_stage(loader.instance, stored, stored["state"])
+        loader.counts["sysapproval_approver"] = loader.counts.get("sysapproval_approver", 0) + len(created)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from servicenow.cmdb import CRITICALITY_LEVELS
+from sandbox.change_model import CRITICALITY_LEVELS
 
 SYS_FIELDS = ("sys_id", "sys_created_on", "sys_created_by", "sys_updated_on", "sys_updated_by", "sys_mod_count")
 
@@ -75,6 +75,15 @@ _add(
             "close_code",
             "risk",
             "requested_by",
+            # Hold, conflict detection and plan fields (change-management-api.md, change_request parameters).
+            "on_hold",
+            "on_hold_reason",
+            "conflict_status",
+            "conflict_last_run",
+            "outside_maintenance_schedule",
+            "implementation_plan",
+            "backout_plan",
+            "test_plan",
         ),
         references={
             "cmdb_ci": "cmdb_ci",
@@ -109,6 +118,7 @@ _add(
                 "unsuccessful": "Unsuccessful",
             },
             "risk": {"1": "Very High", "2": "High", "3": "Moderate", "4": "Low"},
+            "conflict_status": {"Not Run": "Not Run", "Conflict": "Conflict", "No Conflict": "No Conflict"},
             "impact": _IMPACT,
             "urgency": _IMPACT,
             "priority": _PRIORITY,
@@ -123,13 +133,14 @@ _add(
 _add(
     Table(
         name="incident",
-        fields=(*_TASK_FIELDS, "caller_id", "close_code", "resolved_at", "category", "subcategory"),
+        fields=(*_TASK_FIELDS, "caller_id", "close_code", "resolved_at", "resolved_by", "category", "subcategory"),
         references={
             "cmdb_ci": "cmdb_ci",
             "assignment_group": "sys_user_group",
             "assigned_to": "sys_user",
             "caller_id": "sys_user",
             "opened_by": "sys_user",
+            "resolved_by": "sys_user",
         },
         journals=("work_notes", "comments"),
         choices={
@@ -171,6 +182,7 @@ _CI_REFERENCES = {
     "managed_by_group": "sys_user_group",
     "owned_by": "sys_user",
     "location": "cmn_location",
+    "maintenance_schedule": "cmn_schedule",
 }
 _CI_FIELDS = (
     "name",
@@ -191,6 +203,7 @@ _CI_FIELDS = (
     "correlation_id",
     "u_review_needed",
     "u_site",
+    "maintenance_schedule",  # configuring-maintenance-schedules-best-practices.md: a cmn_schedule of type maintenance
 )
 _CI_NUMERIC = ("install_status", "operational_status")
 
@@ -245,6 +258,7 @@ _add(
     Table(
         name="std_change_producer_version",
         fields=("name", "version", "std_change_producer", "template_value", "short_description", "category"),
+        references={"std_change_producer": "std_change_record_producer"},
     )
 )
 _add(Table(name="cmn_location", fields=("name", "city", "country", "street")))
@@ -332,6 +346,11 @@ _add(
 )
 
 
+def register(table: Table) -> None:
+    """For modules that add tables of their own (sandbox/tables_change.py)."""
+    _add(table)
+
+
 def get_table(name: str) -> Table | None:
     return _TABLES.get(name)
 
@@ -362,3 +381,7 @@ def descendants(name: str) -> set[str]:
 def is_known_field(table: Table, name: str) -> bool:
     # Custom `u_` fields are accepted everywhere: we pretend the admin created them.
     return name in SYS_FIELDS or name in table.fields or name.startswith("u_")
+
+
+# The change process's tables (approvals, schedules, templates, Business Rules, properties) live in their own module.
+from sandbox import tables_change  # noqa: E402, F401

@@ -1,20 +1,23 @@
 /*
- * changeloop — outbound Business Rule on change_request.
+ * changeloop: send approved change. Outbound Business Rule on change_request.
  *
- * Table: Change Request [change_request]   When: after   Insert: true   Update: true   Advanced: true
- * Condition (Advanced, "Condition" field):
- *   current.approval.changesTo('approved') ||
- *   (current.type == 'standard' && current.approval == 'approved' && current.state.changesTo('-2'))
+ * @name       changeloop: send approved change
+ * @table      change_request
+ * @when       after
+ * @order      100
+ * @insert     true
+ * @update     true
+ * @condition  current.approval.changesTo('approved') || (current.type == 'standard' && current.approval == 'approved' && current.state.changesTo('-2'))
  *
  * Sends the change to the changeloop starter shim, which starts (or finds) the Temporal workflow
- * `change-<number>`. The shim answers 202 at once; a repeat for the same change is harmless.
+ * `change-<number>`. The shim answers 202 at once; a repeat for the same change is harmless. The body is a
+ * hint: changeloop re-reads the change before it touches anything.
  *
- * System properties (sys_properties):
- *   x_changeloop.shim_url       base URL of the shim, e.g. https://changeloop.example.com (no trailing slash)
- *   x_changeloop.webhook_token  the shim's shared secret (CHANGELOOP_WEBHOOK_TOKEN); type "password2"
+ * POST {x_changeloop.shim_url}/api/servicenow/change
+ * Authorization: Bearer {x_changeloop.webhook_token}   (the `servicenow` principal: scope change:webhook)
  *
  * The JSON body has exactly these fields (the sandbox emulator sends the same set:
- * sandbox/business_rules.py WEBHOOK_FIELDS):
+ * sandbox/outbound_rules.py):
  *   sys_id, number, state, type, approval, category, short_description,
  *   cmdb_ci, cmdb_ci_name, std_change_producer_version, std_change_producer_version_name
  * Values are stored values (references as sys_ids) plus two display names.
@@ -42,7 +45,9 @@
     body.std_change_producer_version_name = current.getDisplayValue('std_change_producer_version') || '';
 
     try {
-        var request = new sn_ws.RESTMessageV2();
+        // The REST message record holds the transport settings (MID Server, timeouts); the endpoint comes
+        // from x_changeloop.shim_url so it has one home.
+        var request = new sn_ws.RESTMessageV2('changeloop shim', 'post');
         request.setEndpoint(shimUrl + '/api/servicenow/change');
         request.setHttpMethod('POST');
         request.setRequestHeader('Content-Type', 'application/json');

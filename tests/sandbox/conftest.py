@@ -38,12 +38,27 @@ def control(emulator: SandboxServer) -> Iterator[httpx.Client]:
         yield client
 
 
+# What `PUT /sandbox/config` restores after every test: no rule target, default process settings.
+DEFAULT_CONFIG = {
+    "webhook_url": None,
+    "webhook_token": None,
+    "incident_token": None,
+    "token_lifetime": 1799,
+    "close_fields_data_policy": False,
+    "approval_wait_for": "all",
+    "change_api": True,
+}
+
+
 @pytest.fixture(autouse=True)
 def behave_again(control: httpx.Client) -> Iterator[None]:
-    """Every test leaves the instance without faults, rate limits, ACL rules or role changes, nor a webhook target."""
+    """Every test leaves the instance without faults, rate limits, ACL rules or role changes, a webhook target, test
+    blackouts or named approvers."""
     yield
     control.post("/reset-faults").raise_for_status()
-    control.put("/config", json={"webhook_url": None, "webhook_token": None, "token_lifetime": 1799}).raise_for_status()
+    control.put("/config", json=DEFAULT_CONFIG).raise_for_status()
+    control.delete("/blackouts").raise_for_status()
+    control.delete("/approvers").raise_for_status()
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ T = TypeVar("T")
 
 INTEGRATION = ("changeloop.integration", "sn-integration-pw")
 ADMIN = ("admin", "admin")
+# The seed's people and their sandbox passwords (sandbox/config.py DEFAULT_USERS).
+PEOPLE = {name: (name, f"{name}-pw") for name in ("alice.ops", "bob.sre", "carol.cab", "dave.data", "mallory")}
 OAUTH_CLIENT = ("changeloop", "changeloop-secret")
 
 
@@ -51,7 +53,8 @@ class Capture:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/servicenow/change"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"  # the shim's base URL (x_changeloop.shim_url)
+        self.url = f"{self.base}/api/servicenow/change"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> Capture:
@@ -63,6 +66,35 @@ class Capture:
         self.server.server_close()
 
 
+def posted_to(capture: Capture, path: str) -> list[dict[str, Any]]:
+    return [r for r in capture.received if r["path"] == path]
+
+
 def result(response: httpx.Response, status: int = 200) -> Any:
     assert response.status_code == status, response.text
     return response.json()["result"]
+
+
+def approvals_of(api: httpx.Client, change_id: str, state: str | None = None) -> list[dict[str, Any]]:
+    """The change's sysapproval_approver records (approver as user_name), oldest first."""
+    query = f"sysapproval={change_id}" + (f"^state={state}" if state else "") + "^ORDERBYsys_created_on"
+    params = {"sysparm_query": query, "sysparm_fields": "sys_id,state,approver.user_name,group,sysapproval"}
+    rows: list[dict[str, Any]] = result(api.get("/api/now/table/sysapproval_approver", params=params))
+    return rows
+
+
+def decide(api: httpx.Client, approval_id: str, person: str, state: str, comments: str = "") -> httpx.Response:
+    """An approver PATCHes their own approval record (with their own credentials)."""
+    body = {"state": state, **({"comments": comments} if comments else {})}
+    url = f"{api.base_url}/api/now/table/sysapproval_approver/{approval_id}"
+    return httpx.patch(url, json=body, auth=PEOPLE[person], timeout=10)
+
+
+def approve_stage(api: httpx.Client, change_id: str) -> list[str]:
+    """Every requested approval of the change, approved by its own approver; answers who approved."""
+    approvers = []
+    for row in approvals_of(api, change_id, "requested"):
+        person = row["approver.user_name"]
+        result(decide(api, row["sys_id"], person, "approved"))
+        approvers.append(person)
+    return approvers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from servicenow.cmdb import CRITICALITY_LEVELS
+from sandbox.change_model import CRITICALITY_LEVELS
 from tests.sandbox.support import result
 
 
@@ -51,3 +51,13 @@ def test_users_groups_templates_and_changes_exist(api: httpx.Client) -> None:
     ]
     rel_types = {r["name"] for r in query(api, "cmdb_rel_type", "", "name")}
     assert rel_types == {"Depends on::Used by", "Runs on::Runs"}
+
+
+def test_the_cab_has_carol_and_alice_and_mallory_is_on_no_list(api: httpx.Client) -> None:
+    rows = query(api, "sys_user_grmember", "ORDERBYuser.user_name", "group.name,user.user_name")
+    members: dict[str, list[str]] = {}
+    for row in rows:
+        members.setdefault(row["group.name"], []).append(row["user.user_name"])
+    assert members["Change Advisory Board"] == ["alice.ops", "carol.cab"]
+    assert "mallory" in {r["user_name"] for r in query(api, "sys_user", "", "user_name")}
+    assert all("mallory" not in names for names in members.values())
