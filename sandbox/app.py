@@ -13,9 +13,9 @@ from sandbox.fleet import router as fleet_router
 from sandbox.gate import ResponseHeaders
 from sandbox.instance import Instance
 from sandbox.outbound import WebhookEmitter
-from sandbox.routes_attachment import router as attachment_router
 from sandbox.outbound_rules import configure, shim_base
 from sandbox.process_settings import ProcessSettings
+from sandbox.routes_attachment import router as attachment_router
 from sandbox.routes_change_api import router as change_api_router
 from sandbox.routes_control import router as control_router
 from sandbox.routes_control_change import router as control_change_router

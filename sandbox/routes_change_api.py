@@ -9,7 +9,9 @@ From markdown/api-reference/rest-apis/change-management-api.md, paths, shapes an
 - GET  change/{sys_id}/nextstates             available_states, state_label, state_transitions
 - POST change/{sys_id}/conflict               start the conflict check; answers the worker's sys_id
 - GET  change/{sys_id}/conflict               status, last_run, record_count, job_status, conflicts
-Each path also answers with a version segment (`/api/sn_chg_rest/v1/change/...`).
+Each path also answers with a version segment (`/api/sn_chg_rest/v1/change/...`). Calls pass the same gate as the
+Table API (sandbox/gate.py) and the API acts as the caller: reading a change needs change_request's read ACL (404
+otherwise), creating or updating one its create/write ACL (403), as sandbox/acl.py grants them by role.
 
 Records come as objects whose every field is `{"display_value", "value"}` (dates add `display_value_internal`),
 with typed values as in the documented samples: integer choice fields are JSON numbers (`"state": {"value":
@@ -28,12 +30,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from sandbox import conflicts
+from sandbox.acl import Operation
 from sandbox.business_rules import RuleViolation
 from sandbox.change_model import ChangeState, Transition, state_label, transitions_from
 from sandbox.errors import ApiError
+from sandbox.gate import Caller, admit, after_write, not_found, readable, visible_rows
 from sandbox.query import parse
 from sandbox.render import RenderOptions, default_fields, render_value
-from sandbox.routes_table import _after_write, _body, _gate
+from sandbox.routes_table import _body, acl_refusal
 from sandbox.standard_changes import TemplateNotFound, create_standard
 from sandbox.state import SandboxState
 from sandbox.tables import Table, get_table
@@ -99,11 +103,19 @@ def chg_record(request: Request, table: Table, record: Record) -> dict[str, Any]
     return out
 
 
-def _change(request: Request, sys_id: str) -> Record:
-    change = _state(request).instance.lookup("change_request", sys_id)
+def _change(request: Request, caller: Caller, sys_id: str) -> Record:
+    """The change if the caller may read it (sandbox/acl.py), else the instance's 404."""
+    state = _state(request)
+    change = readable(state, caller.user, "change_request", state.instance.lookup("change_request", sys_id))
     if change is None:
-        raise ApiError(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+        raise not_found()
     return change
+
+
+def _may_write(request: Request, caller: Caller, operation: Operation) -> None:
+    """The API writes change_request records as the caller: the table's create/write ACLs apply (403)."""
+    if not _state(request).access.allows(caller.user, "change_request", operation):
+        raise acl_refusal(operation)
 
 
 def _given(request: Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +129,7 @@ def _given(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/change/standard/template")
 async def list_templates(request: Request) -> Response:
-    await _gate(request, "std_change_record_producer")
+    caller = await admit(request, "table", "std_change_record_producer")
     table = _schema("std_change_record_producer")
     params = request.query_params
     query = params.get("sysparm_query", "")
@@ -134,23 +146,25 @@ async def list_templates(request: Request) -> Response:
         offset = max(0, int(params.get("sysparm_offset", 0)))
     except ValueError:
         raise ApiError(400, "Invalid parameter", "sysparm_limit and sysparm_offset are numbers") from None
-    page = [chg_record(request, table, r) for r in rows[offset : offset + limit]]
+    cut = visible_rows(_state(request), caller.user, table.name, rows[offset : offset + limit])
+    page = [chg_record(request, table, r) for r in cut]
     return JSONResponse({"result": page}, headers={"X-Total-Count": str(len(rows))})
 
 
 @router.post("/change/standard/{template_id}")
 async def create_standard_change(request: Request, template_id: str) -> Response:
-    user, fault = await _gate(request, "change_request")
+    caller = await admit(request, "table", "change_request")
+    _may_write(request, caller, "create")
     given = _given(request, await _body(request))
     state = _state(request)
     try:
-        change, ignored = create_standard(state.instance, template_id, given, user)
+        change, ignored = create_standard(state.instance, template_id, given, caller.user)
     except TemplateNotFound:
         raise ApiError(404, "No Record found", f"No standard change template with sys_id {template_id}") from None
     except RuleViolation as exc:
         raise ApiError(400, "Operation Failed", exc.detail) from None
     state.stats.count_write("change_request")
-    await _after_write(fault)  # an injected "commit, then answer late" fault plays here as on the Table API
+    await after_write(caller)  # an injected "commit, then answer late" fault plays here as on the Table API
     result = chg_record(request, _schema("change_request"), change)
     result["__meta"] = {"ignoredFields": ignored}
     return JSONResponse({"result": result})
@@ -161,25 +175,27 @@ async def create_standard_change(request: Request, template_id: str) -> Response
 
 @router.get("/change/{sys_id}")
 async def get_change(request: Request, sys_id: str) -> Response:
-    await _gate(request, "change_request")
-    return JSONResponse({"result": chg_record(request, _schema("change_request"), _change(request, sys_id))})
+    caller = await admit(request, "table", "change_request")
+    change = _change(request, caller, sys_id)
+    return JSONResponse({"result": chg_record(request, _schema("change_request"), change)})
 
 
 @router.patch("/change/{sys_id}")
 async def patch_change(request: Request, sys_id: str) -> Response:
-    user, fault = await _gate(request, "change_request")
+    caller = await admit(request, "table", "change_request")
+    _change(request, caller, sys_id)
+    _may_write(request, caller, "write")
     given = _given(request, await _body(request))
     state = _state(request)
-    _change(request, sys_id)
     try:
-        written = state.instance.update("change_request", sys_id, given, user)
+        written = state.instance.update("change_request", sys_id, given, caller.user)
     except RuleViolation as exc:
         raise ApiError(400, "Operation Failed", exc.detail) from None
     if written is None:
-        raise ApiError(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+        raise not_found()
     if written.changed:
         state.stats.count_write("change_request")
-    await _after_write(fault)
+    await after_write(caller)
     return JSONResponse({"result": chg_record(request, _schema("change_request"), written.record)})
 
 
@@ -213,8 +229,8 @@ def _transition(change: Record, arrow: Transition) -> dict[str, Any]:
 
 @router.get("/change/{sys_id}/nextstates")
 async def next_states(request: Request, sys_id: str) -> Response:
-    await _gate(request, "change_request")
-    change = _change(request, sys_id)
+    caller = await admit(request, "table", "change_request")
+    change = _change(request, caller, sys_id)
     current = change.get("state", "")
     by_target: dict[str, list[dict[str, Any]]] = {}
     for arrow in transitions_from(change.get("type", ""), current):
@@ -230,8 +246,8 @@ async def next_states(request: Request, sys_id: str) -> Response:
 
 @router.post("/change/{sys_id}/conflict")
 async def start_conflict_check(request: Request, sys_id: str) -> Response:
-    await _gate(request, "change_request")
-    change = _change(request, sys_id)
+    caller = await admit(request, "table", "change_request")
+    change = _change(request, caller, sys_id)
     try:
         conflicts.run(_state(request).instance, change)
     except conflicts.ConflictCheckError as exc:
@@ -241,8 +257,8 @@ async def start_conflict_check(request: Request, sys_id: str) -> Response:
 
 @router.get("/change/{sys_id}/conflict")
 async def conflict_status(request: Request, sys_id: str) -> Response:
-    await _gate(request, "change_request")
-    change = _change(request, sys_id)
+    caller = await admit(request, "table", "change_request")
+    change = _change(request, caller, sys_id)
     if not change.get("conflict_last_run"):
         never: dict[str, Any] = {"status": "Not Run", "last_run": "", "record_count": "0", "job_status": ""}
         return JSONResponse({"result": {**never, "conflicts": []}})

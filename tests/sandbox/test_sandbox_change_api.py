@@ -251,3 +251,17 @@ def test_without_the_plugin_every_path_answers_like_an_unknown_uri(
 
 def test_the_api_needs_credentials(api: httpx.Client) -> None:
     assert httpx.get(f"{api.base_url}{API}/standard/template").status_code == 401
+
+
+def test_the_api_acts_as_the_caller_under_the_change_request_acls(api: httpx.Client, control: httpx.Client) -> None:
+    change = values(standard_change(api))["sys_id"]
+    control.put("/roles/changeloop.integration", json={"roles": ["sn_change_read"]}).raise_for_status()
+    assert api.get(f"{API}/{change}").status_code == 200
+    for response in (
+        api.patch(f"{API}/{change}", json={"state": "-2"}),
+        api.post(f"{API}/standard/{RESTART}", json={}),
+    ):
+        assert response.status_code == 403
+        assert response.json()["error"]["detail"].startswith("ACL Exception")
+    control.put("/roles/changeloop.integration", json={"roles": []}).raise_for_status()
+    assert api.get(f"{API}/{change}/nextstates").status_code == 404  # unreadable is "not found"
