@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     encryption_key_id: str | None = None
     codec_tokens: SecretStr | None = None  # bearer token(s) for the shim's /codec/* (comma-separated); unset: off
     codec_cors_origins: list[str] = []  # browser origins allowed to call /codec/*; default: UI_URL's origin
+    # The UI's OIDC access tokens on /codec/* (TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true; ops/oidc.py): the issuer (`iss`)
+    # turns it on, the audience (`aud`) is required with it; keys from the JWKS URL or the issuer's discovery document
+    codec_oidc_issuer: str | None = None
+    codec_oidc_audience: str | None = None
+    codec_oidc_jwks_url: str | None = None
+    codec_oidc_required_claim: str | None = None  # "groups=temporal-auditors": the claim must equal / contain it
+    # DEV ONLY (`changeloop dev` sets it): the login-less dev UI on this machine may decode without a token; refused
+    # unless every codec origin is loopback, and only for loopback callers that no proxy forwarded
+    codec_dev_loopback: bool = False
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for the log redactor. Short values are skipped: redacting 'a' would shred logs."""

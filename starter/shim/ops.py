@@ -3,17 +3,20 @@ endpoint `/codec/encode` + `/codec/decode` that lets the Temporal UI and CLI sho
 users.
 
 The codec endpoint follows Temporal's remote codec protocol: `POST` a JSON `{"payloads":[{"metadata":{..},"data":..}]}`
-(proto3 JSON, bytes in base64), answer the same shape. It is on only when history encryption is on and
-CHANGELOOP_CODEC_TOKENS names at least one token; every call needs `Authorization: Bearer <token>` (the CLI's
-`--codec-auth`, the UI's "pass access token" through an authenticating proxy), and browsers may call it only from
-CHANGELOOP_CODEC_CORS_ORIGINS (default: the origin of CHANGELOOP_UI_URL).
+(proto3 JSON, bytes in base64), answer the same shape. It is on only when history encryption is on and a way in
+is configured: a static token from CHANGELOOP_CODEC_TOKENS (the CLI's `--codec-auth "Bearer <token>"`), the UI
+user's OIDC access token (TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true; CHANGELOOP_CODEC_OIDC_*), or - dev only - the
+login-less dev UI on this machine (CHANGELOOP_CODEC_DEV_LOOPBACK). Browsers may call it only from
+CHANGELOOP_CODEC_CORS_ORIGINS (default: the origin of CHANGELOOP_UI_URL, both loopback spellings when local).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from collections import Counter
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +29,7 @@ from temporalio.api.common.v1 import Payloads
 
 from config.settings import Settings
 from ops.codec import EncryptionCodec, codec_from_settings
+from ops.oidc import KeysUnavailable, OidcVerifier, TokenRefused, parse_required_claim
 from starter.shim.deps import RegistryDep, SettingsDep, TemporalDep
 from starter.shim.errors import envelope, log
 from starter.shim.guard import ASGIApp, Message, Receive, Scope, Send
@@ -99,19 +103,67 @@ def _unrouted(path: str) -> str:
 
 
 # -- /codec ----------------------------------------------------------------------------------------------------------
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# Headers a reverse proxy adds: a proxied call is not the dev UI on this machine, whatever its source address.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
-class CodecGuard:
-    """For /codec/*: CORS (preflight answered without auth, as browsers send it), bearer token, namespace, size."""
+def _loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host in LOOPBACK_HOSTS:
+        return True
+    with suppress(ValueError):
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    return False
 
-    def __init__(self, app: ASGIApp, tokens: list[str], origins: list[str], namespace: str) -> None:
+
+def _loopback_origin(origin: str) -> bool:
+    return _loopback_host(urlsplit(origin).hostname)
+
+
+def codec_origins(settings: Settings) -> list[str]:
+    """CHANGELOOP_CODEC_CORS_ORIGINS, else the UI's origin; a UI on loopback is reachable as both 127.0.0.1 and
+    localhost (the dev server's banner prints localhost, our links say 127.0.0.1): both are allowed."""
+    if settings.codec_cors_origins:
+        return [o for o in settings.codec_cors_origins if o]
+    origin = _origin(settings.ui_url)
+    parts = urlsplit(origin)
+    if not origin or not _loopback_origin(origin):
+        return [origin] if origin else []
+    port = f":{parts.port}" if parts.port else ""
+    return [origin, *(f"{parts.scheme}://{h}{port}" for h in ("127.0.0.1", "localhost") if h != parts.hostname)]
+
+
+class CodecGuard:
+    """For /codec/*: CORS (preflight answered without auth, as browsers send it), then who is calling - a static
+    token (the CLI's `--codec-auth`), the UI user's OIDC access token (ops/oidc.py), or, in dev only, the dev UI
+    on this machine - then namespace and size."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: list[str],
+        origins: list[str],
+        namespace: str,
+        oidc: OidcVerifier | None = None,
+        dev_loopback: bool = False,
+    ) -> None:
         self.app = app
         self.tokens = [t.encode() for t in tokens]
         self.origins = set(origins)
         self.namespace = namespace
+        self.oidc = oidc
+        self.dev_loopback = dev_loopback
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens) or self.oidc is not None or self.dev_loopback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(CODEC_PREFIX):
@@ -122,7 +174,7 @@ class CodecGuard:
         if scope["method"] == "OPTIONS":
             await PlainTextResponse("", status_code=204 if cors else 403, headers=cors)(scope, receive, send)
             return
-        refusal = self._refusal(headers)
+        refusal = self._off() or await self._caller_refusal(scope, headers) or self._limits(headers)
         if refusal is not None:
             refusal.headers.update(cors)
             await refusal(scope, receive, send)
@@ -147,18 +199,16 @@ class CodecGuard:
             "Vary": "Origin",
         }
 
-    def _refusal(self, headers: Headers) -> JSONResponse | None:
-        if not self.tokens:
-            return envelope(404, "No Record found", "the codec endpoint is off: set CHANGELOOP_CODEC_TOKENS")
-        scheme, _, presented = (headers.get("authorization") or "").partition(" ")
-        token = presented.strip().encode()
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, t) for t in self.tokens):
-            return envelope(
-                401,
-                "User Not Authenticated",
-                "codec needs Authorization: Bearer <token>",
-                {"WWW-Authenticate": "Bearer"},
-            )
+    def _off(self) -> JSONResponse | None:
+        if self.enabled:
+            return None
+        return envelope(
+            404,
+            "No Record found",
+            "the codec endpoint is off: set CHANGELOOP_CODEC_TOKENS and/or CHANGELOOP_CODEC_OIDC_ISSUER",
+        )
+
+    def _limits(self, headers: Headers) -> JSONResponse | None:
         namespace = headers.get("x-namespace")
         if namespace and namespace != self.namespace:
             return envelope(403, "Forbidden", f"this codec serves namespace {self.namespace!r}, not {namespace!r}")
@@ -166,6 +216,48 @@ class CodecGuard:
         if length and length.isdigit() and int(length) > CODEC_MAX_BODY:
             return envelope(413, "Request Entity Too Large", f"codec bodies are limited to {CODEC_MAX_BODY} bytes")
         return None
+
+    async def _caller_refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
+        authorization = headers.get("authorization")
+        if not authorization and self.dev_loopback and self._dev_ui_on_this_machine(scope, headers):
+            return None
+        scheme, _, presented = (authorization or "").partition(" ")
+        token = presented.strip()
+        if scheme.lower() == "bearer" and token:
+            if any(hmac.compare_digest(token.encode(), t) for t in self.tokens):
+                return None
+            if self.oidc is not None:
+                try:
+                    claims = await self.oidc.verify(token)
+                except KeysUnavailable as exc:
+                    log.warning("codec.oidc_keys_unavailable", detail=str(exc))
+                    return envelope(
+                        503, "Service Unavailable", "cannot verify access tokens now: issuer keys unreachable"
+                    )
+                except TokenRefused as exc:
+                    log.info("codec.token_refused", reason=str(exc))
+                    return _unauthenticated(f"access token refused: {exc}")
+                log.info("codec.caller", subject=claims.get("sub", "?"))
+                return None
+        return _unauthenticated("codec needs Authorization: Bearer <token or OIDC access token>")
+
+    def _dev_ui_on_this_machine(self, scope: Scope, headers: Headers) -> bool:
+        """The dev UI has no login, so it sends no token. Accepted without one only when everything about the
+        call says "a browser on this machine showing the dev UI": the peer is loopback, the Host it asked for is
+        loopback (a DNS-rebinding page would name its own host), no proxy forwarded it, and the Origin is one of
+        the allowed origins, which `guard_codec` has checked are all loopback."""
+        client_host = (scope.get("client") or ("",))[0]
+        origin = headers.get("origin") or ""
+        return (
+            _loopback_host(client_host)
+            and _loopback_host(urlsplit(f"//{headers.get('host', '')}").hostname)
+            and not any(h in headers for h in PROXY_HEADERS)
+            and origin in self.origins
+        )
+
+
+def _unauthenticated(detail: str) -> JSONResponse:
+    return envelope(401, "User Not Authenticated", detail, {"WWW-Authenticate": "Bearer"})
 
 
 def _payloads(body: bytes) -> Payloads:
@@ -247,13 +339,32 @@ async def codec_encode(request: Request) -> JSONResponse:
 
 
 def guard_codec(app: FastAPI, settings: Settings) -> None:
-    """The codec's tokens and CORS origins; `RequestMetrics` is added by create_app last, so it stays outermost."""
+    """Who may call /codec/* and from which browser origins; `RequestMetrics` is added by create_app last, so it
+    stays outermost. A setting that would open the codec wider than documented stops the shim here."""
     app.state.codec = codec_from_settings(settings)
     tokens = settings.codec_tokens.get_secret_value().split(",") if settings.codec_tokens else []
-    origins = settings.codec_cors_origins or [_origin(settings.ui_url)]
+    origins = codec_origins(settings)
+    oidc = None
+    if settings.codec_oidc_issuer:
+        oidc = OidcVerifier(
+            settings.codec_oidc_issuer,
+            settings.codec_oidc_audience or "",
+            jwks_url=settings.codec_oidc_jwks_url,
+            required_claim=parse_required_claim(settings.codec_oidc_required_claim),
+        )
+    if settings.codec_dev_loopback:
+        remote = [o for o in origins if not _loopback_origin(o)]
+        if remote or not origins:
+            raise ValueError(
+                "CHANGELOOP_CODEC_DEV_LOOPBACK lets the dev UI decode without a token and is for loopback only; "
+                f"the codec's browser origins must all be loopback, not {', '.join(remote) or '(none)'}"
+            )
+        log.warning("codec.dev_loopback", detail="/codec/* accepts calls without a token from the loopback dev UI")
     app.add_middleware(
         CodecGuard,
         tokens=[t.strip() for t in tokens if t.strip()],
-        origins=[o for o in origins if o],
+        origins=origins,
         namespace=settings.temporal_namespace,
+        oidc=oidc,
+        dev_loopback=settings.codec_dev_loopback,
     )
