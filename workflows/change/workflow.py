@@ -168,6 +168,7 @@ class ChangeRequestWorkflow:
                     report_to=workflow.info().workflow_id,
                 ),
                 id=self._child_id(runbook, ticket.number),
+                search_attributes=sa.of_change(ticket.number, [ticket.cmdb_ci_name]),
                 result_type=RunbookResult,
                 execution_timeout=runbook.timeout,
             )

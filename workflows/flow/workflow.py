@@ -55,6 +55,7 @@ class FlowRunWorkflow:
                 "RunbookWorkflow" if book.workflow == "steps" else book.workflow,
                 RunbookRun(runbook=book, variables=book.params | run.inputs, report_to=workflow.info().workflow_id),
                 id=f"{workflow.info().workflow_id}-runbook",
+                search_attributes=workflow.info().typed_search_attributes,  # the flow's own (Runbook, ...)
                 result_type=RunbookResult,
                 execution_timeout=book.timeout,
             )

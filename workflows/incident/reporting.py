@@ -126,6 +126,7 @@ async def open_incident(report: FailureReport) -> IncidentRef | None:
             INCIDENT_WORKFLOW,
             request,
             id=incident_id,
+            search_attributes=sa.of_change(report.change_number, report.ci_names),
             # The incident outlives the failure: it waits days for `resolve` after this workflow has closed.
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
         )
