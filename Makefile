@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench dev clean
+.PHONY: test lint typecheck pytest demo bench dev e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The Temporal UI in headless Chromium against `changeloop dev` (README "End-to-end UI check"); never part of `make test`.
+# Playwright from PyPI drives Debian's /usr/bin/chromium (e2e/chromium.py installs it with apt-get when missing).
+E2E_STAMP := $(VENV)/.e2e-installed
+$(E2E_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,e2e]'
+	touch $(E2E_STAMP)
+
+e2e: $(E2E_STAMP)
+	$(BIN)/python -m e2e
 
 clean:
 	rm -rf $(VENV) .changeloop .pytest_cache .mypy_cache .ruff_cache

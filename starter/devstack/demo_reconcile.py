@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 from config.reconcile import HttpSource, load_reconcile_config
-from config.settings import Settings
 from ops.connect import connect
 from starter.cli.reconcile import print_summary
 from starter.devstack.dev import DevConfig
@@ -20,14 +19,7 @@ from workflows.reconcile.models import ReconcileSummary
 
 
 async def reconcile_scenario(config: DevConfig, console: Any, within: float = 60.0) -> ReconcileSummary:
-    settings = Settings(
-        _env_file=None,
-        temporal_address=config.temporal_address,
-        temporal_namespace=config.namespace,
-        task_queue=config.task_queue,
-        ui_url=config.ui_url,
-        servicenow_url=config.sandbox_url,
-    )
+    settings = config.client_settings()
     reconcile = load_reconcile_config()
     # The shipped config reads the fleet on the default port; the demo's sandbox may sit on a free one.
     sources = [

@@ -9,6 +9,8 @@ connection errors on the way down. Each child is waited for until it answers - a
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
 import os
 import secrets
 import signal
@@ -22,13 +24,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from config.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout (starter/devstack/dev.py is two below it)
 SEARCH_ATTRIBUTES = {"ChangeNumber": "Keyword", "CmdbCi": "KeywordList", "Runbook": "Keyword", "TicketState": "Keyword"}
 INTEGRATION_USER = ("changeloop.integration", "sn-integration-pw")
 ADMIN_USER = ("admin", "admin")
@@ -49,6 +53,9 @@ class DevConfig(BaseModel):
     task_queue: str = "changeloop"
     # None: children write to our terminal. A directory: one <name>.log each (the demo keeps its output tidy).
     log_dir: Path | None = None
+    # "id:base64" turns history encryption on for every child with this key (`make e2e`); None: encryption is on or
+    # off as the developer's CHANGELOOP_ENCRYPTION / .env says.
+    encryption_keys: str | None = None
 
     @property
     def temporal_address(self) -> str:
@@ -65,6 +72,42 @@ class DevConfig(BaseModel):
     @property
     def shim_url(self) -> str:
         return f"http://{self.host}:{self.shim_port}"
+
+    @property
+    def codec_url(self) -> str:
+        return f"{self.shim_url}/codec"
+
+    @property
+    def ui_origins(self) -> list[str]:
+        """Where a browser opens the dev UI: our links say 127.0.0.1, the Temporal banner says localhost."""
+        return [self.ui_url, f"http://localhost:{self.ui_port}"] if self.loopback else [self.ui_url]
+
+    @property
+    def loopback(self) -> bool:
+        with suppress(ValueError):
+            return ipaddress.ip_address(self.host).is_loopback
+        return self.host == "localhost"
+
+    @property
+    def encrypting(self) -> bool:
+        return self.encryption_keys is not None or Settings().encryption
+
+    def client_settings(self) -> Settings:
+        """Settings for a client of this stack (the demo's scenarios, `make e2e`): its addresses and, when the stack
+        encrypts with its own key, that key - a client without it could not read a single result."""
+        settings = Settings(
+            _env_file=None,
+            temporal_address=self.temporal_address,
+            temporal_namespace=self.namespace,
+            task_queue=self.task_queue,
+            ui_url=self.ui_url,
+            servicenow_url=self.sandbox_url,
+        )
+        if self.encryption_keys is None:
+            return settings
+        return settings.model_copy(
+            update={"encryption": True, "encryption_keys": SecretStr(self.encryption_keys), "encryption_key_id": None}
+        )
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -143,6 +186,16 @@ class DevStack:
         # Basic auth against the sandbox; an OAuth client id in the developer's shell would point elsewhere.
         env.pop("CHANGELOOP_SERVICENOW_CLIENT_ID", None)
         env.pop("CHANGELOOP_SERVICENOW_CLIENT_SECRET", None)
+        if c.encryption_keys is not None:
+            env.update({"CHANGELOOP_ENCRYPTION": "true", "CHANGELOOP_ENCRYPTION_KEYS": c.encryption_keys})
+            env.pop("CHANGELOOP_ENCRYPTION_KEY_ID", None)
+        if c.encrypting and c.loopback:
+            # The dev UI has no login, so it cannot send a token: the shim lets it (and only it) decode without one.
+            # Safe because the shim refuses this unless every codec origin is loopback, and then answers tokenless
+            # calls only from this machine, for a loopback Host, not via a proxy, from these two origins
+            # (starter/shim/ops.py CodecGuard). Production uses tokens or the UI's OIDC access token instead.
+            env["CHANGELOOP_CODEC_DEV_LOOPBACK"] = "true"
+            env["CHANGELOOP_CODEC_CORS_ORIGINS"] = json.dumps(c.ui_origins)
         return env
 
     def _spawn(self, name: str, argv: list[str]) -> Child:
@@ -200,6 +253,9 @@ class DevStack:
             temporal += ["--db-filename", str(c.state_dir / "temporal.sqlite3")]
         for key, kind in SEARCH_ATTRIBUTES.items():
             temporal += ["--search-attribute", f"{key}={kind}"]
+        if c.encrypting:
+            # The UI's browser calls the shim's codec to show encrypted payloads decoded (README "Encrypted history").
+            temporal += ["--ui-codec-endpoint", c.codec_url]
         db = str(c.state_dir / "sandbox.sqlite3") if c.persist else ":memory:"
         sandbox = self._cli("sandbox", "--host", c.host, "--port", str(c.sandbox_port), "--db", db)
         sandbox += ["--webhook-url", f"{c.shim_url}/api/servicenow/change"]
@@ -297,13 +353,21 @@ class DevStack:
         c = self.config
         return [
             ("Temporal gRPC", c.temporal_address, f"namespace {c.namespace}, task queue {c.task_queue}"),
-            ("Temporal UI", c.ui_url, "no login"),
+            ("Temporal UI", c.ui_url, self._ui_note()),
             ("Sandbox ServiceNow", c.sandbox_url, f"{ADMIN_USER[0]}/{ADMIN_USER[1]}, {'/'.join(INTEGRATION_USER)}"),
             ("  OAuth client", f"{c.sandbox_url}/oauth_token.do", "changeloop / changeloop-secret"),
             ("Starter shim", c.shim_url, f"Authorization: Bearer {c.webhook_token}"),
             ("  OpenAPI", f"{c.shim_url}/docs", "(/openapi.json)"),
             ("State", str(c.state_dir.resolve()) if c.persist else "in memory", ""),
         ]
+
+    def _ui_note(self) -> str:
+        c = self.config
+        if not c.encrypting:
+            return "no login"
+        if c.loopback:
+            return f"no login; encrypted payloads decoded by {c.codec_url}"
+        return f"no login; to decode payloads set CHANGELOOP_CODEC_TOKENS and the UI's Codec Server to {c.codec_url}"
 
 
 async def _http_ok(url: str) -> bool:
