@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class UiChecks:
         except Exception as exc:  # Playwright's own errors (navigation, closed page): a failed check, reported
             saw = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; at {page.url}"
             ok = False
+        await _caption(page, f"{'PASS' if ok else 'FAIL'} {title} - {page.url}")
         await page.screenshot(path=str(shot))
         await context.close()
         return Finding(title, ok, saw, shot)
@@ -204,3 +206,17 @@ class UiChecks:
             f'ciphertext (e.g. {shown[0][:28]}…"), none of the clear-text markers, {calls.summary()}; '
             f"top bar: {await self._codec_badge(page)}"
         )
+
+
+async def _caption(page: Page, text: str) -> None:
+    """A strip along the bottom of the screenshot naming the check and the address: headless Chromium has no
+    address bar, and the 127.0.0.1 and localhost pages otherwise look the same."""
+    script = """text => {
+        const strip = document.createElement('div');
+        strip.textContent = text;
+        strip.style.cssText = 'position:fixed;left:0;right:0;bottom:0;z-index:2147483647;padding:6px 10px;' +
+            'font:13px monospace;background:#111;color:#fff';
+        document.body.appendChild(strip);
+    }"""
+    with suppress(Exception):  # a page that never loaded still gets its screenshot, without the caption
+        await page.evaluate(script, text)
