@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     servicenow_client_secret: SecretStr | None = None
     # Optional URL custom field on change_request that receives the execution link (e.g. u_changeloop_execution).
     execution_url_field: str | None = None
+    # The Change Management API (sn_chg_rest) for creating and moving changes: auto = where the instance has it.
+    change_api: Literal["auto", "on", "off"] = "auto"
 
     webhook_token: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None

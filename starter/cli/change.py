@@ -1,10 +1,12 @@
-"""`changeloop change status|approve|reject <number>`: one change's workflow, and decisions at its approval gate."""
+"""`changeloop change status|approve|reject <number>`: one change's workflow, and decisions at its approval gate;
+`changeloop change create`: a standard change from a template, which the instance's Business Rule then sends."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import typer
@@ -14,7 +16,10 @@ from config.settings import Settings
 from starter.cli import common
 from starter.cli.common import console, errors
 
-app = typer.Typer(help="One change's workflow: status, and decisions at its approval gate.", no_args_is_help=True)
+app = typer.Typer(
+    help="One change: create a standard change; its workflow's status, and decisions at its approval gate.",
+    no_args_is_help=True,
+)
 
 
 @app.command("status")
@@ -125,6 +130,74 @@ async def _decide(settings: Settings, number: str, approver: str, comments: str,
         gone=f"{handle.id} does not exist or has already closed",
     )
     console.print(f"{handle.id}: gate {gate.status.value} by {gate.approver}", highlight=False)
+    return 0
+
+
+# Planned times as an operator types them; a time without an offset is UTC (the integration user's time zone).
+_TIME_FORMATS = [
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%d %H:%M:%S%z",
+]
+
+
+@app.command("create")
+def create(
+    template: str = typer.Option(
+        ..., "--template", help="Standard change template name, e.g. 'Restart application service'."
+    ),
+    ci: str = typer.Option(..., "--ci", help="Configuration item name (or sys_id), e.g. payments-api."),
+    short_description: str = typer.Option("", help="Default: the template's short description and the CI."),
+    start: datetime | None = typer.Option(
+        None, formats=_TIME_FORMATS, help="Planned start, e.g. '2030-01-31 22:00:00' (UTC unless an offset is given)."
+    ),
+    end: datetime | None = typer.Option(None, formats=_TIME_FORMATS, help="Planned end (as --start)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the created change as JSON."),
+) -> None:
+    """Create a pre-approved standard change (Scheduled) from a template: through the Change Management API where
+    the instance has it (CHANGELOOP_CHANGE_API=auto|on|off), a Table API insert otherwise. Exit 2 on bad input
+    (nothing is created)."""
+    from servicenow.standard_change import StandardChangeRequest
+
+    request = StandardChangeRequest(
+        template=template, ci=ci, short_description=short_description, start_date=start, end_date=end
+    )
+    common.run(create_change(common.settings(), request, as_json=as_json))
+
+
+async def create_change(settings: Settings, request: Any, *, as_json: bool = False) -> int:
+    """The command's work, callable from tests: 0 created, 2 refused (nothing created), 1 ServiceNow said no."""
+    from servicenow.client import ServiceNowClient
+    from servicenow.errors import ServiceNowError
+    from servicenow.standard_change import CreateRefused, create_standard_change
+
+    try:
+        async with ServiceNowClient.from_settings(settings) as sn:
+            created = await create_standard_change(sn, request, settings.change_api)
+    except CreateRefused as exc:
+        errors.print(f"[red]refused:[/red] {exc}", highlight=False)
+        return 2
+    except (ServiceNowError, ValueError) as exc:
+        errors.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        return 1
+    if as_json:
+        console.print_json(json.dumps(created.model_dump()))
+        return 0
+    table = Table(title=f"{created.number} created", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("number", created.number)
+    table.add_row("sys_id", created.sys_id)
+    table.add_row("state", f"{created.state_label} ({created.state}), approval {created.approval}")
+    table.add_row("template / CI", f"{created.template} / {created.ci}")
+    table.add_row("created through", f"{created.route.replace('_', ' ')}: {created.route_reason}")
+    if created.ignored_fields:
+        table.add_row("ignored fields", ", ".join(created.ignored_fields))
+    table.add_row("link", created.link)
+    console.print(table)
     return 0
 
 
