@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from sandbox import attachments
+from sandbox import attachments, dictionary
 from sandbox.acl import ROLE_TABLES, Operation, sync_role_tables
 from sandbox.business_rules import RuleViolation
 from sandbox.errors import ApiError
@@ -125,6 +125,7 @@ def _flag(request: Request, name: str) -> bool:
 def _rows(state: SandboxState, table: str, encoded_query: str) -> list[Record]:
     if table in ROLE_TABLES:
         sync_role_tables(state.access, state.instance)
+    dictionary.sync(state.instance, table)  # sys_db_object / sys_dictionary: the schema's rows (sandbox/dictionary.py)
     return state.instance.select(table, encoded_query)
 
 
