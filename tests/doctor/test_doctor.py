@@ -19,7 +19,7 @@ from starter import schedules
 from starter.doctor import AdminLogin, run_doctor
 from starter.doctor_report import Status
 from starter.doctor_servicenow import PROPERTIES, REST_MESSAGE, REST_METHOD, RULES
-from tests.conftest import ADMIN_USER, INTEGRATION_USER, WEBHOOK_TOKEN, SandboxControl
+from tests.conftest import ADMIN_USER, INTEGRATION_USER, OAUTH_CLIENT, WEBHOOK_TOKEN, SandboxControl
 from tests.doctor.conftest import INCIDENT_TOKEN, Installation, changeloop_doctor, installed_record, put_back
 from tests.helpers import wait_for
 from tests.shim.conftest import free_port
@@ -114,6 +114,18 @@ async def test_an_integration_user_that_does_not_authenticate(installed: Install
     assert "CHANGELOOP_SERVICENOW_USERNAME / _PASSWORD" in auth.fix
     assert report.get("update_set").status == Status.SKIPPED and report.exit_code == 1
     assert report.get("temporal.reachable").status == Status.OK, "the other areas are still checked"
+
+
+async def test_oauth_as_configured(installed: Installation) -> None:
+    oauth = installed.settings.model_copy(
+        update={"servicenow_client_id": OAUTH_CLIENT[0], "servicenow_client_secret": SecretStr(OAUTH_CLIENT[1])}
+    )
+    good = (await run_doctor(oauth)).get("servicenow.auth")
+    wrong = oauth.model_copy(update={"servicenow_client_secret": SecretStr("not-the-secret")})
+    bad = (await run_doctor(wrong)).get("servicenow.auth")
+
+    assert good.status == Status.OK and good.summary.endswith("with OAuth")
+    assert bad.status == Status.FAIL and "_CLIENT_ID / _CLIENT_SECRET" in bad.fix
 
 
 async def test_an_instance_or_a_temporal_that_does_not_answer(installed: Installation) -> None:
