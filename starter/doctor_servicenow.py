@@ -32,7 +32,15 @@ from config.settings import Settings
 from servicenow.auth import BasicAuth
 from servicenow.change_api import ChangeApi, Presence
 from servicenow.client import ServiceNowClient
-from servicenow.errors import Forbidden, NotAuthenticated, NotFound, RateLimited, ServiceNowError, TransportError
+from servicenow.errors import (
+    BadRequest,
+    Forbidden,
+    NotAuthenticated,
+    NotFound,
+    RateLimited,
+    ServiceNowError,
+    TransportError,
+)
 from servicenow.query import Query
 from starter.doctor_report import Report
 
@@ -329,9 +337,13 @@ class InstanceChecks:
             self.rate_headers = {"Retry-After": str(math.ceil(exc.retry_after))}
             self.report.ok("servicenow.auth", f"{who} authenticates at {url} with {how} (and is rate limited now)")
             return True
-        except ServiceNowError:  # authenticated; whether it may read is the access checks' question
+        except (BadRequest, Forbidden, NotFound):  # authenticated; whether it may read is the access checks' question
             self.report.ok("servicenow.auth", f"{who} authenticates at {url} with {how}")
             return True
+        except ServiceNowError as exc:  # 5xx: the instance failed, nothing is known of the user
+            summary = f"ServiceNow at {url} answered {exc.status_code} ({exc.message})"
+            self.report.problem("servicenow.auth", summary, "the instance failed: check its status, then run again")
+            return False
         self.rate_headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-ratelimit")}
         self.report.ok("servicenow.auth", f"{who} authenticates at {url} with {how}")
         return True

@@ -140,6 +140,26 @@ async def test_an_instance_or_a_temporal_that_does_not_answer(installed: Install
     assert {c.id for c in report.failed} == {"servicenow.auth", "temporal.reachable"}
 
 
+async def test_an_instance_that_fails_or_rate_limits_the_first_call(
+    installed: Installation, sandbox_control: SandboxControl
+) -> None:
+    once = {"method": "GET", "table": "change_request", "count": 1}
+    await sandbox_control.set_faults(rules=[{**once, "mode": "error_503"}])
+    try:
+        failing = await run_doctor(installed.settings)
+        await sandbox_control.set_faults(rules=[{**once, "mode": "rate_limit"}])
+        limited = await run_doctor(installed.settings)
+    finally:
+        await sandbox_control.clear_faults()
+
+    auth = failing.get("servicenow.auth")
+    assert auth.status == Status.FAIL and "answered 503" in auth.summary, "a 5xx proves nothing about the user"
+    assert failing.get("update_set").status == Status.SKIPPED
+    assert limited.get("servicenow.auth").status == Status.OK
+    rate = limited.get("servicenow.rate_limit")
+    assert rate.status == Status.WARN and "rate limited right now" in rate.summary and limited.exit_code == 0
+
+
 async def test_an_invalid_registry(installed: Installation, tmp_path: Path) -> None:
     bad = tmp_path / "runbooks.yaml"
     bad.write_text("runbooks:\n  r:\n    steps: []\nmatch:\n  - template: T\n    runbook: nowhere\n")
