@@ -61,6 +61,8 @@ BUILTIN_TYPES: dict[str, ValueType] = {
     "change": ValueType.CHANGE,
     "ip": ValueType.IP,
 }
+# Host patterns that select more than one host in ansible's `-l`/`--limit` (its implicit groups).
+INVENTORY_PATTERNS = frozenset({"all", "ungrouped"})
 # Names the worker fills itself (never from a ticket or a caller): not checked.
 WORKER_BUILT = frozenset({"python"})
 
@@ -83,12 +85,14 @@ def value_problem(value: str, kind: ValueType, *, dash_ok: bool = False) -> str:
         except ValueError:
             return "is not an IP address"
         return ""
+    if value.startswith("-") and not (kind == ValueType.WORD and dash_ok):
+        return "starts with '-' (it would be read as an option)"
     if not _PATTERNS[kind].fullmatch(value):
         return f"has characters a {kind.value} value may not hold"
     if ".." in value:
         return "contains '..'"
-    if value.startswith("-") and not (kind == ValueType.WORD and dash_ok):
-        return "starts with '-' (it would be read as an option)"
+    if kind == ValueType.HOST and value.lower() in INVENTORY_PATTERNS:
+        return f"is {value!r}, which inventory tools (ansible -l) read as every host"
     return ""
 
 
