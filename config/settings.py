@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.secrets import MIN_SECRET_LENGTH
@@ -133,6 +133,13 @@ class Settings(BaseSettings):
         if refused:
             raise ValueError(f"CHANGELOOP_CHILD_ENV may not pass the worker's own settings: {', '.join(refused)}")
         return value
+
+    @model_validator(mode="after")
+    def _secrets_are_not_child_env(self) -> Settings:
+        both = sorted(set(self.child_env) & set(self.secret_names))
+        if both:
+            raise ValueError(f"CHANGELOOP_CHILD_ENV passes named secrets to every child process: {', '.join(both)}")
+        return self
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for the scrubber: whole values, and each item of a list of keys or tokens."""
