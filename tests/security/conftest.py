@@ -10,12 +10,13 @@ environment, its log lines (stdlib included) and its start-up refusals.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,19 @@ async def scheduled_activities(client: Client, workflow_id: str) -> list[str]:
         for event in history.events
         if event.HasField("activity_task_scheduled_event_attributes")
     ]
+
+
+def payload_texts(node: Any) -> Iterator[str]:
+    """Every payload's data in a history's JSON, decoded (they sit base64-encoded under "data")."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "data" and isinstance(value, str):
+                yield base64.b64decode(value).decode(errors="replace")
+            else:
+                yield from payload_texts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from payload_texts(item)
 
 
 # -- the real worker process -----------------------------------------------------------------------------------------

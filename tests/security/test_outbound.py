@@ -4,6 +4,7 @@ about its target (no status code, no body, no address): callbacks are no port sc
 from __future__ import annotations
 
 import ipaddress
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from config.registry import load_registry
 from config.settings import Settings
 from ops import outbound
 from starter.shim.app import create_app
+from tests.security.conftest import payload_texts
 from workflows.flow.models import FlowRun
 from workflows.runbook.models import RunbookStatus
 
@@ -94,12 +96,14 @@ async def test_a_failing_allowed_receiver_reports_no_status_code_nor_body(
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     history = (await handle.fetch_history()).to_json()
+    payloads = "\n".join(payload_texts(json.loads(history)))
     assert internal.hits == 1
     text = f"{failure.value.cause} {failure.value.cause.__cause__ if failure.value.cause else ''}"
     assert "did not accept" in text
     for leak in ("418", BODY, str(internal.port)):
         assert leak not in text
-    assert BODY not in history and "418" not in history
+    assert BODY not in history + payloads
+    assert "418" not in payloads, "the status code is nowhere in what the run recorded"
 
 
 async def test_an_http_step_to_loopback_is_refused_by_the_allowlist(

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from servicenow.query import Query
 from tests.changes import Changes, start
 from tests.conftest import INTEGRATION_USER
 from tests.helpers import wait_for
-from tests.security.conftest import SECRET_NAME, WorkerProcess, strong_secret
+from tests.security.conftest import SECRET_NAME, WorkerProcess, payload_texts, strong_secret
 from workflows.flow.models import FlowRun
 from workflows.incident.models import incident_workflow_id
 from workflows.runbook.models import RunbookStatus, runbook_workflow_id
@@ -47,19 +47,6 @@ def forms(secret: str) -> dict[str, str]:
         "url-encoded": quote(secret, safe=""),
         "basic credential": base64.b64encode(f"svc:{secret}".encode()).decode().rstrip("="),
     }
-
-
-def payload_texts(node: Any) -> Iterator[str]:
-    """Every payload's data in a history's JSON, decoded (they sit base64-encoded under "data")."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "data" and isinstance(value, str):
-                yield base64.b64decode(value).decode(errors="replace")
-            else:
-                yield from payload_texts(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from payload_texts(item)
 
 
 class Receiver:
