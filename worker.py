@@ -1,7 +1,9 @@
 """The worker process: registers every workflow and activity and runs until signalled.
 
-Secrets (ServiceNow credentials, webhook token) are read here from the environment and stay in this process:
-activities use them, workflows never see them.
+Secrets (ServiceNow credentials, webhook token, the named secrets of CHANGELOOP_SECRET_NAMES) are read here from the
+environment and stay in this process: activities use them, workflows never see them, and the scrubber
+(ops/scrub.py) learns every one of them before the first task runs. A secret shorter than 8 characters stops the
+worker here.
 """
 
 from __future__ import annotations
@@ -14,21 +16,37 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.runtime import Runtime
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
-from activities.catalog import central_activities, host_activities
+from activities import processes
+from activities.catalog import central_activities, host_activities, worker_secrets
 from config.registry import Registry, load_registry
+from config.secrets import NamedSecrets
 from config.settings import Settings, get_settings
+from ops import scrub
 from ops.connect import connect
 from ops.health import HealthServer
 from ops.interceptors import ChangeloopInterceptor
-from ops.logs import configure_logging, get_logger
-from ops.metrics import CountingTransport, prometheus_runtime
+from ops.logs import configure_logging, core_logging, get_logger
+from ops.metrics import CountingTransport
 from ops.metrics import declare as declare_counters
 from servicenow.client import ServiceNowClient
 from workflows.catalog import WORKFLOW_INTERCEPTORS, WORKFLOWS
 from workflows.site.models import site_queue, site_slug
+
+
+def _prepare(settings: Settings, registry: Registry) -> NamedSecrets:
+    """What every worker does before it takes a task: read its named secrets, teach the scrubber every secret it
+    holds (WeakSecret stops it on a short one), and set the environment its child processes inherit."""
+    secrets = worker_secrets(settings)
+    scrub.install(settings, secrets.values())
+    processes.pass_through(settings.child_env)
+    unknown = sorted(registry.secret_names() - set(secrets.allowed))
+    if unknown:
+        # Not fatal: a site's secret may live on that site's workers only; a step that needs it here is refused.
+        get_logger("worker").warning("registry names secrets this worker does not list", secrets=unknown)
+    return secrets
 
 
 def build_worker(
@@ -39,6 +57,7 @@ def build_worker(
     **options: Any,
 ) -> Worker:
     """A worker for the central task queue. The caller owns `sn` if it passes one."""
+    secrets = _prepare(settings, registry)
     sn = sn or ServiceNowClient.from_settings(settings)
     # Autoscaling pollers: ~3x the throughput of the default fixed pollers on two cores (docs/architecture.md, "Throughput").
     options.setdefault("workflow_task_poller_behavior", PollerBehaviorAutoscaling())
@@ -52,7 +71,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=central_activities(client, settings, registry, sn),
+        activities=central_activities(client, settings, registry, sn, secrets),
         **options,
     )
 
@@ -61,13 +80,14 @@ def build_site_worker(client: Client, settings: Settings, registry: Registry, si
     """A worker for one site's task queue, `<task queue>-<site>` (`changeloop worker --site`)."""
     if not site_slug(site):
         raise ValueError(f"site {site!r} has no letters or digits to name a task queue with")
+    secrets = _prepare(settings, registry)
     options.setdefault("activity_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("max_concurrent_activities", 200)
     options["interceptors"] = [ChangeloopInterceptor(), *options.get("interceptors", [])]
     return Worker(
         client,
         task_queue=site_queue(settings.task_queue, site),
-        activities=host_activities(settings, registry),
+        activities=host_activities(settings, registry, secrets),
         **options,
     )
 
@@ -84,7 +104,8 @@ async def run_worker(
     configure_logging(settings.secret_values(), settings.log_level)
     log = get_logger("worker")
     registry = registry or load_registry(settings.runbooks)
-    runtime = prometheus_runtime(settings.metrics_address) if settings.metrics_address else None
+    _prepare(settings, registry)  # stops here, before connecting, on a weak or missing secret
+    runtime = _runtime(settings)
     client = await connect(settings, runtime=runtime)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,6 +141,12 @@ async def run_worker(
         async with worker:
             await stop.wait()
         log.info("worker stopped")
+
+
+def _runtime(settings: Settings) -> Runtime:
+    """Temporal's core logs forwarded into the (scrubbed) Python logging; the Prometheus endpoint when configured."""
+    metrics = PrometheusConfig(bind_address=settings.metrics_address) if settings.metrics_address else None
+    return Runtime(telemetry=TelemetryConfig(logging=core_logging(), metrics=metrics))
 
 
 def _probes(client: Client, worker: Worker) -> tuple[Any, Any]:

@@ -6,6 +6,7 @@ activity here. Activities that need ServiceNow, Temporal or the registry get the
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from temporalio.client import Client
@@ -16,21 +17,29 @@ from activities.incident.records import IncidentActivities
 from activities.poll.intake import IntakeActivities
 from activities.reconcile.pipeline import ReconcileActivities
 from activities.runbook.lookup import RegistryActivities
-from activities.runbook.steps import run_step
+from activities.runbook.steps import StepActivities
 from activities.site.queues import SiteActivities
 from activities.wave.hosts import HostActivities
 from activities.wave.plan import WaveActivities
 from config.registry import Registry
+from config.secrets import NamedSecrets
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 
 
-def host_activities(settings: Settings, registry: Registry) -> list[Any]:
+def worker_secrets(settings: Settings) -> NamedSecrets:
+    """The worker's named secrets (CHANGELOOP_SECRET_NAMES), read from its environment once."""
+    return NamedSecrets(settings.secret_names, os.environ)
+
+
+def host_activities(settings: Settings, registry: Registry, secrets: NamedSecrets | None = None) -> list[Any]:
     """What touches hosts: runbook steps and the host operator. A site worker runs only these (no ServiceNow
     credentials in a site's network); the central worker runs them for CIs without a site."""
-    hosts = HostActivities(registry.hosts, settings)
+    secrets = secrets or worker_secrets(settings)
+    hosts = HostActivities(registry.hosts, settings, secrets)
+    steps = StepActivities(registry, settings, secrets)
     return [
-        run_step,
+        steps.run_step,
         hosts.host_snapshot,
         hosts.host_patch,
         hosts.host_health_check,
@@ -39,7 +48,10 @@ def host_activities(settings: Settings, registry: Registry) -> list[Any]:
     ]
 
 
-def central_activities(client: Client, settings: Settings, registry: Registry, sn: ServiceNowClient) -> list[Any]:
+def central_activities(
+    client: Client, settings: Settings, registry: Registry, sn: ServiceNowClient, secrets: NamedSecrets | None = None
+) -> list[Any]:
+    secrets = secrets or worker_secrets(settings)
     tickets = TicketActivities(sn, settings)
     intake = IntakeActivities(sn, client, settings)
     lookups = RegistryActivities(registry)
@@ -47,7 +59,7 @@ def central_activities(client: Client, settings: Settings, registry: Registry, s
     wave = WaveActivities(sn, settings)
     sites = SiteActivities(sn, settings)
     incidents = IncidentActivities(sn, settings)
-    reconcile = ReconcileActivities(sn, settings)
+    reconcile = ReconcileActivities(sn, settings, secrets)
     return [
         tickets.load_change,
         tickets.begin_implementation,
@@ -55,6 +67,7 @@ def central_activities(client: Client, settings: Settings, registry: Registry, s
         tickets.close_change,
         lookups.resolve_runbook,
         lookups.resolve_flow,
+        lookups.resolve_run,
         intake.find_approved_changes,
         intake.start_change_workflows,
         callbacks.post_callback,
@@ -66,6 +79,7 @@ def central_activities(client: Client, settings: Settings, registry: Registry, s
         incidents.open_incident_record,
         incidents.resolve_incident_record,
         incidents.notify_slack,
+        reconcile.resolve_config,
         reconcile.scan_source,
         reconcile.pull_cmdb,
         reconcile.diff,
@@ -73,5 +87,5 @@ def central_activities(client: Client, settings: Settings, registry: Registry, s
         reconcile.apply_batch,
         reconcile.clean_up,
         reconcile.post_summary,
-        *host_activities(settings, registry),
+        *host_activities(settings, registry, secrets),
     ]

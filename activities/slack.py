@@ -10,6 +10,7 @@ import httpx
 from temporalio.exceptions import ApplicationError
 
 from config.settings import Settings
+from ops.scrub import SCRUBBER
 
 
 async def post_to_slack(settings: Settings, text: str) -> bool:
@@ -19,7 +20,9 @@ async def post_to_slack(settings: Settings, text: str) -> bool:
         return False
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            response = await http.post(settings.slack_webhook_url.get_secret_value(), json={"text": text})
+            response = await http.post(
+                settings.slack_webhook_url.get_secret_value(), json={"text": SCRUBBER.text(text)}
+            )
     except httpx.HTTPError as exc:
         # Name the error class, never the URL.
         raise ApplicationError(f"Slack webhook: {type(exc).__name__}", type="SlackUnreachable") from None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from google.protobuf.message import Message
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -101,7 +102,7 @@ def config(inventory: Path) -> ReconcileConfig:
     )
 
 
-def _start_worker(temporal: str, sandbox: str, state_dir: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def _start_worker(temporal: str, sandbox: str, state_dir: Path, cwd: Path, reconcile: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHANGELOOP_")} | {
         "CHANGELOOP_TEMPORAL_ADDRESS": temporal,
         "CHANGELOOP_TASK_QUEUE": TASK_QUEUE,
@@ -109,6 +110,7 @@ def _start_worker(temporal: str, sandbox: str, state_dir: Path, cwd: Path) -> su
         "CHANGELOOP_SERVICENOW_USERNAME": "changeloop.integration",
         "CHANGELOOP_SERVICENOW_PASSWORD": DEFAULT_USERS["changeloop.integration"],
         "CHANGELOOP_RECONCILE_STATE_DIR": str(state_dir),
+        "CHANGELOOP_RECONCILE": str(reconcile),  # the worker reads its config; runs name it (`default`)
         "CHANGELOOP_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }
@@ -178,13 +180,13 @@ async def wait_for_pollers(client: Client, within: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def run_once(client: Client, sandbox_url: str, reconcile: ReconcileConfig, name: str) -> ReconcileSummary:
+async def run_once(client: Client, sandbox_url: str, name: str) -> ReconcileSummary:
     async with httpx.AsyncClient() as http:
         await http.post(f"{sandbox_url}/sandbox/stats/reset")
         began = time.perf_counter()
         handle = await client.start_workflow(
             "ReconcileWorkflow",
-            ReconcileInput(config=reconcile),
+            ReconcileInput(config="default"),
             id=f"reconcile-bench-{name}-{int(time.time())}",
             task_queue=TASK_QUEUE,
             result_type=ReconcileSummary,
@@ -219,13 +221,14 @@ async def main() -> None:
         write_inventory(work / "inventory.json", N, drift)
         print(f" setup: {time.perf_counter() - began:.1f} s (bulk load into the sandbox store + inventory file)")
         target = env.client.service_client.config.target_host
-        worker = _start_worker(target, sandbox.url, work / "state", work)
+        reconcile = work / "reconcile.yaml"
+        reconcile.write_text(yaml.safe_dump(config(work / "inventory.json").model_dump(mode="json", by_alias=True)))
+        worker = _start_worker(target, sandbox.url, work / "state", work, reconcile)
         try:
-            reconcile = config(work / "inventory.json")
             await wait_for_pollers(env.client)
-            first = await run_once(env.client, sandbox.url, reconcile, "first")
+            first = await run_once(env.client, sandbox.url, "first")
             assert first.created_total == drift and first.incidents_total == drift, first
-            second = await run_once(env.client, sandbox.url, reconcile, "again")
+            second = await run_once(env.client, sandbox.url, "again")
             assert second.created_total == 0 and second.incidents_total == 0, second
             print(f"worker peak RSS: {peak_rss_mib(worker.pid):.0f} MiB")
         finally:

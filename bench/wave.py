@@ -28,6 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from config.registry import load_registry
+from config.runbooks import runbook_digest
 from sandbox.seed import seed_sys_id
 from sandbox.server import SandboxConfig, SandboxServer
 from workflows import search_attributes as sa
@@ -100,7 +101,12 @@ async def run_wave(client: Client, sandbox_url: str, registry: Path, app: str) -
     started = time.perf_counter()
     handle = await client.start_workflow(
         "PatchWaveWorkflow",
-        WaveRun(runbook=runbook, change_number=change["number"], change_sys_id=change["sys_id"]),
+        WaveRun(
+            runbook=runbook.name,
+            digest=runbook_digest(runbook),
+            change_number=change["number"],
+            change_sys_id=change["sys_id"],
+        ),
         id=wave_workflow_id(change["number"]),
         task_queue=TASK_QUEUE,
         result_type=RunbookResult,

@@ -26,6 +26,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from config.runbooks import Duration
+from config.secrets import SecretRef, Value, literal_credentials
 
 
 class HttpDriverConfig(BaseModel):
@@ -37,13 +38,23 @@ class HttpDriverConfig(BaseModel):
 
     driver: Literal["http"]
     base_url: str
-    headers: dict[str, str] = {}
+    # Literal values, or `{secret: NAME}` filled in by the worker (an agent token); a credential written out is refused.
+    headers: dict[str, Value] = {}
     request_timeout: Duration = timedelta(minutes=30)
+
+    @model_validator(mode="after")
+    def _no_literal_credentials(self) -> HttpDriverConfig:
+        problems = literal_credentials(self.headers, "header")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class CommandDriverConfig(BaseModel):
     """argv templates, never shell strings. Placeholders: {host} {ip} {fqdn} {ci_class} {change} {level}
-    {snapshot} {label} {action} {python} and each key of `vars`; values must match activities.steps.SAFE_VALUE.
+    {snapshot} {label} {action} {python} and each key of `vars`; values are typed (config/runbooks.py `ValueType`:
+    {host} and {fqdn} are CI names or FQDNs, {ip} an address, the rest words that never start with '-').
+    `env`: the child process's environment beyond PATH, HOME and LANG (literal values or `{secret: NAME}`).
     `level` (optional) prints the host's current level: when it equals the target, patch is a no-op.
     `snapshot` prints the snapshot id as its last line (none printed: the label is the id).
     `health_check` exit 0 = healthy. `actions` maps run_action names to argv templates."""
@@ -58,6 +69,14 @@ class CommandDriverConfig(BaseModel):
     level: list[str] | None = None
     actions: dict[str, list[str]] = {}
     vars: dict[str, str] = {}
+    env: dict[str, Value] = {}
+
+    @model_validator(mode="after")
+    def _no_literal_credentials(self) -> CommandDriverConfig:
+        problems = literal_credentials(self.env, "env")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 DriverConfig = Annotated[HttpDriverConfig | CommandDriverConfig, Field(discriminator="driver")]
@@ -95,6 +114,13 @@ class HostsConfig(BaseModel):
             if name not in self.drivers:
                 raise ValueError(f"{where} names driver {name!r}, which is not defined under 'drivers'")
         return self
+
+    def secret_refs(self) -> list[SecretRef]:
+        refs: list[SecretRef] = []
+        for driver in self.drivers.values():
+            values = driver.headers if isinstance(driver, HttpDriverConfig) else driver.env
+            refs += [value for value in values.values() if isinstance(value, SecretRef)]
+        return refs
 
     def driver_for(self, ci_class: str, site: str) -> str | None:
         """The driver name for a host: first matching rule, else the default."""

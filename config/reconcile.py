@@ -1,24 +1,32 @@
 """The reconciliation's configuration: its reality sources, the CMDB scope it answers for, and what to do about drift.
 
-Read from `CHANGELOOP_RECONCILE` (default: the `reconcile.yaml` beside this module) and validated when it is read; a
-bad file names the field and the line. It holds no secret: AWS credentials come from the worker's boto3 chain and an
-HTTP source names the environment variable of its token (`bearer_token_env`), read by the worker.
+Read by the worker from `CHANGELOOP_RECONCILE` (default: the `reconcile.yaml` beside this module) and validated when
+it is read; a bad file names the field and the line. Runs name their config (`default`, or `<name>` for
+`<name>.yaml` when CHANGELOOP_RECONCILE is a directory) and the worker reads it: a workflow input never carries a
+source's argv, URL or headers. It holds no secret: AWS credentials come from the worker's boto3 chain, an HTTP
+source's token and headers name a secret of the worker (`bearer_token: {secret: NAME}`, config/secrets.py), and a
+command's environment is declared (`env`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from config.registry import line_of
-from config.runbooks import Duration
+from config.runbooks import Duration, canonical_json
+from config.secrets import SecretRef, Value, literal_credentials
 
 DEFAULT_CONFIG = Path(__file__).with_name("reconcile.yaml")
+DEFAULT_NAME = "default"
+CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 # A batch of the delta is one activity input and one activity result; history payloads must stay well under 256 KB.
 DEFAULT_BATCH_BYTES = 96_000
@@ -61,11 +69,19 @@ class AwsEc2Source(SourceBase):
     page_size: int = Field(default=500, ge=5, le=1000)
 
 
+def _env_problems(env: dict[str, Value]) -> dict[str, Value]:
+    problems = literal_credentials(env, "env")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return env
+
+
 class KubernetesSource(SourceBase):
     kind: Literal["kubernetes"]
     file: str | None = None  # JSON of `kubectl get nodes -o json` saved earlier; else kubectl runs
     kubectl: list[str] = ["kubectl"]
     context: str | None = None
+    env: dict[str, Value] = {}  # kubectl's environment beyond PATH, HOME and LANG (KUBECONFIG, a token secret)
     ci_class: str = "cmdb_ci_linux_server"
     key_field: str = "serial_number"  # node uid
 
@@ -76,12 +92,17 @@ class KubernetesSource(SourceBase):
             raise ValueError("kubectl must be a non-empty argv list")
         return value
 
+    _env = field_validator("env")(_env_problems)
+
 
 class CommandSource(SourceBase):
     kind: Literal["command"]
     argv: list[str] = Field(min_length=1)  # never a shell string
     items_path: str = ""  # where the list sits in the printed JSON ("" = the JSON is the list)
     mapping: FieldMapping = FieldMapping()
+    env: dict[str, Value] = {}  # the command's environment beyond PATH, HOME and LANG
+
+    _env = field_validator("env")(_env_problems)
 
 
 class HttpSource(SourceBase):
@@ -89,16 +110,28 @@ class HttpSource(SourceBase):
     url: str
     items_path: str = ""
     mapping: FieldMapping = FieldMapping()
-    headers: dict[str, str] = {}
-    bearer_token_env: str | None = None  # name of the worker's environment variable holding the token
+    # Literal values, or `{secret: NAME}`; a credential written out is refused.
+    headers: dict[str, Value] = {}
+    bearer_token: SecretRef | None = None  # sent as `Authorization: Bearer <value of the worker's secret>`
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bearer_token_env(cls, data: Any) -> Any:
+        """`bearer_token_env: NAME` (before secrets were named) reads as `bearer_token: {secret: NAME}`: the name
+        must now be one of the worker's CHANGELOOP_SECRET_NAMES."""
+        if isinstance(data, dict) and "bearer_token_env" in data:
+            data = dict(data)
+            name = data.pop("bearer_token_env")
+            if name:
+                data.setdefault("bearer_token", {"secret": name})
+        return data
 
     @field_validator("headers")
     @classmethod
-    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
-        # The config lands in workflow history: a credential here would be stored for the history's lifetime.
-        for name in value:
-            if name.lower() in {"authorization", "cookie", "x-api-key", "proxy-authorization"}:
-                raise ValueError(f"header {name!r} carries a credential: use bearer_token_env instead")
+    def _no_credentials(cls, value: dict[str, Value]) -> dict[str, Value]:
+        problems = literal_credentials(value, "header")
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
 
@@ -173,9 +206,49 @@ class ReconcileConfig(BaseModel):
             raise ValueError(f"source names must be unique: {names}")
         return self
 
+    def source(self, name: str) -> Source | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def secret_names(self) -> set[str]:
+        """Every `{secret: NAME}` of the sources (the worker must list each one)."""
+        names: set[str] = set()
+        for source in self.sources:
+            if isinstance(source, HttpSource):
+                names |= {v.secret for v in source.headers.values() if isinstance(v, SecretRef)}
+                names |= {source.bearer_token.secret} if source.bearer_token else set()
+            if isinstance(source, CommandSource | KubernetesSource):
+                names |= {v.secret for v in source.env.values() if isinstance(v, SecretRef)}
+        return names
+
+
+def config_digest(config: ReconcileConfig) -> str:
+    """sha256 of the config in canonical JSON: a run pins the config it resolved, and each later step of the run
+    refuses a config that changed meanwhile."""
+    return hashlib.sha256(canonical_json(config.model_dump(mode="json", by_alias=True))).hexdigest()
+
 
 class ReconcileConfigError(ValueError):
     """The reconciliation config is unusable; the message names the file, field and line."""
+
+
+def config_path(setting: Path | str | None, name: str = DEFAULT_NAME) -> Path:
+    """Where config `name` lives: CHANGELOOP_RECONCILE a directory -> `<dir>/<name>.yaml`; a file (or unset: the
+    shipped file) -> that file, named `default` (or by its stem). Nothing outside the operator's path is reachable."""
+    if not CONFIG_NAME.match(name):
+        raise ReconcileConfigError(f"{name!r} is not a reconciliation config name (letters, digits, '-', '_')")
+    base = Path(setting) if setting else DEFAULT_CONFIG
+    if base.is_dir():
+        for suffix in (".yaml", ".yml"):
+            if (base / f"{name}{suffix}").is_file():
+                return base / f"{name}{suffix}"
+        raise ReconcileConfigError(f"no reconciliation config named {name!r} in {base}")
+    if name not in (DEFAULT_NAME, base.stem):
+        raise ReconcileConfigError(f"no reconciliation config named {name!r}: {base} is the only one ({DEFAULT_NAME})")
+    return base
+
+
+def load_named_config(setting: Path | str | None, name: str = DEFAULT_NAME) -> ReconcileConfig:
+    return load_reconcile_config(config_path(setting, name))
 
 
 def load_reconcile_config(path: Path | str | None = None) -> ReconcileConfig:

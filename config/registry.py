@@ -118,6 +118,11 @@ class Registry(BaseModel):
     def flow(self, name: str) -> Runbook | None:
         return self.runbooks.get(name)
 
+    def secret_names(self) -> set[str]:
+        """Every `{secret: NAME}` the registry's steps and host drivers use (the worker must list each one)."""
+        refs = [ref for runbook in self.runbooks.values() for step in runbook.steps for ref in step.secret_refs()]
+        return {ref.secret for ref in [*refs, *self.hosts.secret_refs()]}
+
 
 def line_of(text: str, path: tuple[Any, ...]) -> int | None:
     """Best-effort line number of a field path in the YAML text, for error messages."""

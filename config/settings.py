@@ -1,19 +1,33 @@
 """Process configuration: `CHANGELOOP_*` environment variables, `.env` honoured.
 
-Secrets are `SecretStr` so they never print by accident; `secret_values()` feeds the log redactor.
+Secrets are `SecretStr` so they never print by accident; `secret_values()` feeds the scrubber (ops/scrub.py), and
+`short_secrets()` names those too short to be secrets (the worker and the shim refuse to start with one).
 Nothing here is ever passed into a workflow: workflows get IDs and ticket data, activities read secrets
 from this object in the worker's own process.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from config.secrets import MIN_SECRET_LENGTH
+
+SECRET_FIELDS = (
+    "servicenow_password",
+    "servicenow_client_secret",
+    "webhook_token",
+    "slack_webhook_url",
+    "temporal_api_key",
+    "encryption_keys",
+    "codec_tokens",
+)
 
 
 class Settings(BaseSettings):
@@ -86,29 +100,74 @@ class Settings(BaseSettings):
     # DEV ONLY (`changeloop dev` sets it): the login-less dev UI on this machine may decode without a token; refused
     # unless every codec origin is loopback, and only for loopback callers that no proxy forwarded
     codec_dev_loopback: bool = False
+    # Refuse any payload that is not encrypted (decode) instead of passing it through: on once every history written
+    # before encryption was switched on has expired.
+    encryption_required: bool = False
+
+    # -- what the worker may reach, and its secrets (ops/outbound.py, config/secrets.py) ------------------------------
+    # Hosts that flow callbacks and HTTP runbook steps may reach: names (api.example.com, *.example.com) and
+    # addresses or CIDRs (10.20.0.0/16, 127.0.0.1). Empty: none. Loopback, link-local (169.254.0.0/16, the cloud
+    # metadata service) and private addresses are refused unless an entry covers them. Comma-separated or JSON.
+    outbound_allow: Annotated[list[str], NoDecode] = []
+    # Environment variables the registry and the reconciliation config may name as `{secret: NAME}`: the worker
+    # reads only these, each at least 8 characters. Comma-separated or JSON.
+    secret_names: Annotated[list[str], NoDecode] = []
+    # Non-secret variables of the worker that every child process gets beside PATH, HOME and LANG (SSH_AUTH_SOCK,
+    # KUBECONFIG, HTTPS_PROXY). Children get nothing else of the worker's environment. Comma-separated or JSON.
+    child_env: Annotated[list[str], NoDecode] = []
+
+    @field_validator("outbound_allow", "secret_names", "child_env", mode="before")
+    @classmethod
+    def _comma_or_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("child_env")
+    @classmethod
+    def _no_own_settings(cls, value: list[str]) -> list[str]:
+        refused = [name for name in value if name.upper().startswith("CHANGELOOP_")]
+        if refused:
+            raise ValueError(f"CHANGELOOP_CHILD_ENV may not pass the worker's own settings: {', '.join(refused)}")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_are_not_child_env(self) -> Settings:
+        both = sorted(set(self.child_env) & set(self.secret_names))
+        if both:
+            raise ValueError(f"CHANGELOOP_CHILD_ENV passes named secrets to every child process: {', '.join(both)}")
+        return self
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, for the log redactor. Short values are skipped: redacting 'a' would shred logs."""
+        """Every configured secret, for the scrubber: whole values, and each item of a list of keys or tokens."""
         values: list[str] = []
-        fields = (
-            "servicenow_password",
-            "servicenow_client_secret",
-            "webhook_token",
-            "slack_webhook_url",
-            "temporal_api_key",
-            "encryption_keys",
-            "codec_tokens",
-        )
-        for field in fields:
+        for field in SECRET_FIELDS:
             secret = getattr(self, field)
-            if secret is not None and len(secret.get_secret_value()) >= 4:
+            if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
         # A list of keys or tokens leaks one item at a time: each item (a key without its id) is a secret of its own.
         for field in ("encryption_keys", "codec_tokens"):
             secret = getattr(self, field)
             items = secret.get_secret_value().split(",") if secret is not None else []
-            values += [item.rpartition(":")[2].strip() for item in items if len(item.rpartition(":")[2].strip()) >= 4]
+            values += [item.rpartition(":")[2].strip() for item in items if item.rpartition(":")[2].strip()]
         return sorted(set(values), key=values.index)
+
+    def short_secrets(self) -> list[str]:
+        """The settings whose secret (or one of whose items) is shorter than MIN_SECRET_LENGTH: a process with one
+        stops at start (ops/scrub.py `install`), because such a value cannot be scrubbed without shredding text."""
+        short = []
+        for field in SECRET_FIELDS:
+            secret = getattr(self, field)
+            if secret is None or not secret.get_secret_value():
+                continue
+            text = secret.get_secret_value()
+            items = [text] if field not in ("encryption_keys", "codec_tokens") else text.split(",")
+            if any(0 < len(item.rpartition(":")[2].strip()) < MIN_SECRET_LENGTH for item in items):
+                short.append(f"CHANGELOOP_{field.upper()}")
+        return short
 
     def execution_url(self, workflow_id: str, run_id: str | None = None) -> str:
         """Link into the Temporal UI history of one execution; the auditor's way back from the ticket."""

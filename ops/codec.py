@@ -8,6 +8,10 @@ activity types and search attributes (the server must index them).
 Rotation: each payload names its key in metadata (`encryption-key-id`). Several keys decrypt; one encrypts. To
 rotate, put the new key first (or name it in CHANGELOOP_ENCRYPTION_KEY_ID) and keep the old ones listed for as long
 as histories encrypted with them are retained.
+
+Payloads written before encryption was switched on pass through in clear by default. With
+CHANGELOOP_ENCRYPTION_REQUIRED an unencrypted payload is refused instead: a workflow started or signalled by a client
+without the key (the `temporal` CLI, the UI) cannot feed this worker anything.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ NONCE_BYTES = 12
 
 class KeyConfigError(ValueError):
     """A key setting that cannot be used; the message says which part and why, never the key."""
+
+
+class UnencryptedPayload(ValueError):
+    """An unencrypted payload reached a codec that requires encryption."""
 
 
 def parse_keys(spec: str) -> dict[str, bytes]:
@@ -63,9 +71,10 @@ class EncryptionCodec(PayloadCodec):
     """AES-GCM per payload, a random 96-bit nonce each time, the key ID bound in as associated data (a payload
     relabelled with another key's ID fails to decrypt instead of decrypting under the wrong name)."""
 
-    def __init__(self, keys: dict[str, bytes], active: str | None = None) -> None:
+    def __init__(self, keys: dict[str, bytes], active: str | None = None, *, require: bool = False) -> None:
         if not keys:
             raise KeyConfigError("no encryption key")
+        self.require = require
         self.active = active or next(iter(keys))
         if self.active not in keys:
             raise KeyConfigError(
@@ -90,8 +99,13 @@ class EncryptionCodec(PayloadCodec):
         return Payload(metadata={"encoding": ENCODING, KEY_ID: key_id}, data=nonce + sealed)
 
     def decrypt(self, payload: Payload) -> Payload:
-        # Payloads written before encryption was switched on stay readable.
+        # Payloads written before encryption was switched on stay readable, unless encryption is required.
         if payload.metadata.get("encoding") != ENCODING:
+            if self.require:
+                raise UnencryptedPayload(
+                    "refused an unencrypted payload: CHANGELOOP_ENCRYPTION_REQUIRED is on (was it sent without the "
+                    "codec, by the temporal CLI or the UI?)"
+                )
             return payload
         key_id = payload.metadata.get(KEY_ID, b"").decode()
         cipher = self._ciphers.get(key_id)
@@ -106,12 +120,17 @@ class EncryptionCodec(PayloadCodec):
 
 def codec_from_settings(settings: object) -> EncryptionCodec | None:
     """The codec when CHANGELOOP_ENCRYPTION is on; a misconfiguration stops the process here, before any work."""
+    require = bool(getattr(settings, "encryption_required", False))
     if not getattr(settings, "encryption", False):
+        if require:
+            raise KeyConfigError("CHANGELOOP_ENCRYPTION_REQUIRED needs CHANGELOOP_ENCRYPTION=true (and its keys)")
         return None
     secret = getattr(settings, "encryption_keys", None)
     if secret is None:
         raise KeyConfigError("CHANGELOOP_ENCRYPTION is on but CHANGELOOP_ENCRYPTION_KEYS is not set")
-    return EncryptionCodec(parse_keys(secret.get_secret_value()), getattr(settings, "encryption_key_id", None))
+    return EncryptionCodec(
+        parse_keys(secret.get_secret_value()), getattr(settings, "encryption_key_id", None), require=require
+    )
 
 
 def data_converter(codec: PayloadCodec | None) -> DataConverter:

@@ -2,7 +2,9 @@
 
 - Activities: structlog context variables (workflow ID, run ID, workflow type, activity, attempt, task queue and
   the change number) are bound for the activity's whole run, so every log line an activity writes - and the
-  `activity.failed` line written here - carries them without any per-call code.
+  `activity.failed` line written here - carries them without any per-call code. Every activity's result and failure
+  (message, details, causes) passes the scrubber (ops/scrub.py) here, before the SDK sends it to history: step
+  output, status details, results and failure messages never carry a configured secret.
 - Workflows: changes started / closed by outcome and hosts patched / rolled back are counted from what the
   workflow returns or raises, through the replay-safe workflow metric meter.
 
@@ -30,6 +32,7 @@ from temporalio.worker import (
 )
 
 from ops import metrics
+from ops.scrub import SCRUBBER, clean_failure
 
 _CHANGE_IN_ID = re.compile(r"^(?:incident-for-)*(?:change|runbook|wave|patch)-([A-Z]+[0-9]+)(?:-|$)")
 log = structlog.get_logger("changeloop.activity")
@@ -64,16 +67,20 @@ class _ActivityContext(ActivityInboundInterceptor):
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(**context):
             try:
-                return await self.next.execute_activity(input)
+                result = await self.next.execute_activity(input)
             except Exception as error:
-                # One line per failed attempt, with the context above; the error text passes the secret redactor.
+                # One line per failed attempt, with the context above; the error text passes the scrubber.
                 log.warning(
                     "activity.failed",
                     error=str(error)[:500],
                     error_type=getattr(error, "type", None) or type(error).__name__,
                     ms=round((time.perf_counter() - started) * 1000, 1),
                 )
-                raise
+                clean = clean_failure(error)
+                if clean is None:
+                    raise
+                raise clean from clean.__cause__
+            return SCRUBBER.value(result)
 
 
 def _count(name: str, attributes: dict[str, str] | None = None) -> None:

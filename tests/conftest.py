@@ -203,6 +203,10 @@ def settings(sandbox_url: str, temporal_env: WorkflowEnvironment) -> Settings:
         slack_webhook_url=None,
         runbooks=None,
         log_level="INFO",
+        # The sandbox, its fleet and the tests' callback receivers listen on 127.0.0.1 (ops/outbound.py).
+        outbound_allow=["127.0.0.0/8"],
+        secret_names=[],
+        child_env=[],
     )
 
 

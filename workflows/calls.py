@@ -37,16 +37,18 @@ with workflow.unsafe.imports_passed_through():
     from workflows.reconcile.models import (
         ApplyRequest,
         BatchOutcome,
+        ConfigRef,
         DeltaBatch,
         DiffReport,
         DiffRequest,
         PullReport,
         PullRequest,
+        ReconcilePlan,
         ReconcileSummary,
         ScanReport,
         ScanRequest,
     )
-    from workflows.runbook.models import ResolveInput, RunbookChoice, StepInput, StepOutput
+    from workflows.runbook.models import ResolveInput, RunbookChoice, RunbookPlan, RunbookRef, StepInput, StepOutput
     from workflows.site.models import SiteQuery, SiteRoute
     from workflows.wave.models import HostOpInput, HostOpResult, PageInput, PlanInput, WavePage, WavePlan
 
@@ -125,6 +127,9 @@ CLOSE_CHANGE: Call[CloseInput, str] = Call("close_change", str, MINUTE, SERVICEN
 # -- runbooks and flows (activities/runbook/, activities/flow/) -------------------------------------------------------
 RESOLVE_RUNBOOK: Call[ResolveInput, RunbookChoice] = Call("resolve_runbook", RunbookChoice, MINUTE, SERVICENOW)
 RESOLVE_FLOW: Call[FlowName, RunbookChoice] = Call("resolve_flow", RunbookChoice, MINUTE, SERVICENOW)
+# A run's entry by reference (name + digest), as the worker's registry has it now: refused (RegistryChanged) when
+# unknown or changed since the run resolved it.
+RESOLVE_RUN: Call[RunbookRef, RunbookPlan] = Call("resolve_runbook_entry", RunbookPlan, MINUTE, SERVICENOW)
 # Narrowed per step: the step's timeout, heartbeat and retries come from the registry.
 RUN_STEP: Call[StepInput, StepOutput] = Call("run_step", StepOutput, timedelta(minutes=5), attempts(3), 30 * SECOND)
 POST_CALLBACK: Call[CallbackInput, int] = Call("post_callback", int, MINUTE, CALLBACK)
@@ -159,6 +164,10 @@ HOST_ROLLBACK: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="ho
 HOST_RUN_ACTION: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_run_action")
 
 # -- reconciliation (activities/reconcile/pipeline.py): every stage of the pipeline is retried like a ServiceNow call -
+# The run's config by name, as the worker reads it: sources by name, the digest every later activity checks.
+RESOLVE_RECONCILE: Call[ConfigRef, ReconcilePlan] = Call(
+    "reconcile_resolve_config", ReconcilePlan, MINUTE, SERVICENOW, MINUTE
+)
 # Narrowed per source: its timeout and attempts come from the reconcile config.
 SCAN_SOURCE: Call[ScanRequest, ScanReport] = Call("reconcile_scan_source", ScanReport, 10 * MINUTE, attempts(3), MINUTE)
 PULL_CMDB: Call[PullRequest, PullReport] = Call("reconcile_pull_cmdb", PullReport, 30 * MINUTE, SERVICENOW, MINUTE)

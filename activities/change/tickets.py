@@ -1,7 +1,8 @@
 """Change-ticket activities: read the change, move it along the change model, write work notes, close it.
 
 Every write is safe to retry: state moves only step forward from the state the instance reports now, and a work
-note retried after a lost answer is looked up in the journal before it is written again.
+note retried after a lost answer is looked up in the journal before it is written again. Work notes and close
+notes pass the scrubber (ops/scrub.py) on their way to the ticket: they quote step output.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import servicenow_errors
 from config.settings import Settings
+from ops.scrub import SCRUBBER
 from servicenow.change_request import ChangeRequest, ChangeState, transitions_between
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
@@ -105,6 +107,7 @@ class TicketActivities:
 
     @activity.defn(name=calls.ADD_WORK_NOTE.name)
     async def add_work_note(self, request: NoteInput) -> None:
+        request = request.model_copy(update={"text": SCRUBBER.text(request.text)})
         async with servicenow_errors():
             if activity.in_activity() and activity.info().attempt > 1 and await self._note_exists(request):
                 return  # an earlier attempt wrote it and lost the answer
@@ -117,7 +120,7 @@ class TicketActivities:
 
     @activity.defn(name=calls.CLOSE_CHANGE.name)
     async def close_change(self, request: CloseInput) -> str:
-        closing = {"close_code": request.close_code, "close_notes": request.close_notes}
+        closing = {"close_code": request.close_code, "close_notes": SCRUBBER.text(request.close_notes)}
         async with servicenow_errors():
             current = await self._current_state(request.ticket.sys_id)
             if current == ChangeState.CLOSED:

@@ -1,35 +1,25 @@
 """The words of an incident: short_description, description and the Slack line, scrubbed of secrets.
 
-Step output is whatever a command printed, so it may hold a password or a token. Two scrubs run over every text
-that leaves for ServiceNow or Slack: the configured secret values (as the log redactor does), then anything that
-looks like `password=…`, `token: …` or `Authorization: Bearer …`, whose value is replaced whatever it is.
+Step output is whatever a command printed, so it may hold a password or a token. Every text that leaves for
+ServiceNow or Slack passes the one scrubber (ops/scrub.py): the configured secret values in all their forms, then
+anything that looks like `password=…`, `token: …` or `Authorization: Bearer …`, whose value is replaced whatever it is.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-from ops.logs import REDACTED
+from ops.scrub import SCRUBBER
 from workflows.incident.models import Impact, IncidentRef, IncidentRequest
 
 SHORT_DESCRIPTION_MAX = 160
 LINE_MAX = 300
 
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)((?:authorization|proxy-authorization)\s*[:=]\s*(?:bearer|basic|token)?\s*|"
-    # db_password=, X-Api-Key:, "client_secret": ... - the key may carry a prefix
-    r"\b[\w.-]*(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|refresh[_-]?token|token)"
-    r"[\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]+)"
-)
-_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/\s:@]+):([^/\s@]+)@")
 
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    text = _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """The process's scrubber over `text`; `secrets` (the settings' values) join it if it did not know them yet."""
+    SCRUBBER.add(secrets)
+    return SCRUBBER.text(text)
 
 
 def short_description(request: IncidentRequest) -> str:

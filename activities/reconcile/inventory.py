@@ -7,14 +7,16 @@
 
 A source either answers completely or raises `SourceError`: a half-read inventory would turn every host it did not
 reach into a "missing" CI, so there is no partial success.
+
+Credentials are the worker's named secrets (config/secrets.py), filled in here; commands get a minimal environment
+plus their declared `env` (activities/processes.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import httpx
 
 from activities.processes import run_process
 from config.reconcile import AwsEc2Source, CommandSource, FieldMapping, HttpSource, KubernetesSource, Source
+from config.secrets import NamedSecrets, SecretsError, Value
 from workflows.reconcile.models import InventoryRecord
 
 
@@ -134,7 +137,14 @@ def _ec2_region(source: AwsEc2Source, region: str) -> list[InventoryRecord]:
         raise SourceError(f"{source.name}: EC2 {region}: {exc}") from exc
 
 
-async def scan_aws_ec2(source: AwsEc2Source) -> list[InventoryRecord]:
+def _filled(secrets: NamedSecrets, values: Mapping[str, Value], what: str) -> dict[str, str]:
+    try:
+        return secrets.fill(values)
+    except SecretsError as exc:
+        raise SourceError(f"{what}: {exc}", misconfigured=True) from None
+
+
+async def scan_aws_ec2(source: AwsEc2Source, secrets: NamedSecrets) -> list[InventoryRecord]:
     per_region = await asyncio.gather(*(asyncio.to_thread(_ec2_region, source, r) for r in source.regions))
     return [record for records in per_region for record in records]
 
@@ -172,7 +182,7 @@ def nodes_from_kubectl(document: Any, source: KubernetesSource) -> list[Inventor
     return records
 
 
-async def scan_kubernetes(source: KubernetesSource) -> list[InventoryRecord]:
+async def scan_kubernetes(source: KubernetesSource, secrets: NamedSecrets) -> list[InventoryRecord]:
     if source.file:
         try:
             text = await asyncio.to_thread(Path(source.file).read_text)
@@ -181,15 +191,16 @@ async def scan_kubernetes(source: KubernetesSource) -> list[InventoryRecord]:
     else:
         argv = [*source.kubectl, "get", "nodes", "-o", "json"]
         argv += ["--context", source.context] if source.context else []
-        text = await run_argv(argv, source.timeout.total_seconds(), source.name)
+        env = _filled(secrets, source.env, source.name)
+        text = await run_argv(argv, source.timeout.total_seconds(), source.name, env)
     return nodes_from_kubectl(_parse_json(text, source.name), source)
 
 
 # -- command -------------------------------------------------------------------------------------------------------
-async def run_argv(argv: list[str], seconds: float, what: str) -> str:
+async def run_argv(argv: list[str], seconds: float, what: str, env: Mapping[str, str] | None = None) -> str:
     """Run an argv (never a shell) and answer its stdout; a non-zero exit or a timeout is a SourceError."""
     try:
-        finished = await run_process(argv, what, within=seconds, separate_stderr=True)
+        finished = await run_process(argv, what, within=seconds, separate_stderr=True, env=env)
     except OSError as exc:
         raise SourceError(f"{what}: cannot run {argv[0]!r}: {exc}", misconfigured=True) from exc
     except TimeoutError as exc:
@@ -200,19 +211,18 @@ async def run_argv(argv: list[str], seconds: float, what: str) -> str:
     return finished.output.decode()
 
 
-async def scan_command(source: CommandSource) -> list[InventoryRecord]:
-    text = await run_argv(source.argv, source.timeout.total_seconds(), source.name)
+async def scan_command(source: CommandSource, secrets: NamedSecrets) -> list[InventoryRecord]:
+    env = _filled(secrets, source.env, source.name)
+    text = await run_argv(source.argv, source.timeout.total_seconds(), source.name, env)
     items = pick(_parse_json(text, source.name), source.items_path)
     return records_from_items(items, source.mapping, source.name, source.ci_class)
 
 
 # -- http ----------------------------------------------------------------------------------------------------------
-async def scan_http(source: HttpSource) -> list[InventoryRecord]:
-    headers = dict(source.headers)
-    if source.bearer_token_env:
-        token = os.environ.get(source.bearer_token_env)
-        if not token:
-            raise SourceError(f"{source.name}: ${source.bearer_token_env} is not set on the worker", misconfigured=True)
+async def scan_http(source: HttpSource, secrets: NamedSecrets) -> list[InventoryRecord]:
+    headers = _filled(secrets, source.headers, source.name)
+    if source.bearer_token:
+        token = _filled(secrets, {"Authorization": source.bearer_token}, source.name)["Authorization"]
         headers["Authorization"] = f"Bearer {token}"
     try:
         async with httpx.AsyncClient(timeout=source.timeout.total_seconds()) as http:
@@ -228,7 +238,7 @@ async def scan_http(source: HttpSource) -> list[InventoryRecord]:
     return records_from_items(items, source.mapping, source.name, source.ci_class)
 
 
-_SCANNERS: dict[str, Callable[[Any], Any]] = {
+_SCANNERS: dict[str, Callable[[Any, NamedSecrets], Awaitable[list[InventoryRecord]]]] = {
     "aws_ec2": scan_aws_ec2,
     "kubernetes": scan_kubernetes,
     "command": scan_command,
@@ -236,7 +246,6 @@ _SCANNERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-async def scan(source: Source) -> list[InventoryRecord]:
+async def scan(source: Source, secrets: NamedSecrets | None = None) -> list[InventoryRecord]:
     """Every live resource the source knows of, or SourceError."""
-    records: list[InventoryRecord] = await _SCANNERS[source.kind](source)
-    return records
+    return await _SCANNERS[source.kind](source, secrets or NamedSecrets([], {}))

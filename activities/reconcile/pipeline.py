@@ -3,6 +3,9 @@
 Every write is safe to retry: a CI is looked up by its key before it is created, and an incident by its
 correlation_id (`drift-<ci sys_id>`) among open incidents before another is opened. A request the instance refuses
 for good (400/403/404) fails that one item, named in the outcome, not the whole batch.
+
+The config is the worker's own (CHANGELOOP_RECONCILE), read by name in every activity and refused when its digest is
+not the one the run resolved: a request names a source, it never describes one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from activities.incident.triage import Router
 from activities.reconcile import drift, inventory
 from activities.reconcile.store import RunStore, run_key
 from activities.slack import post_to_slack
-from config.reconcile import DriftMode, ReconcileConfig
+from config.reconcile import DriftMode, ReconcileConfig, ReconcileConfigError, config_digest, load_named_config
+from config.secrets import NamedSecrets, SecretsError
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.cmdb import ConfigurationItem
@@ -29,8 +33,10 @@ from servicenow.incident import IncidentState
 from servicenow.query import Query
 from workflows import calls
 from workflows.reconcile.models import (
+    RECONCILE_CONFIG_CHANGED,
     ApplyRequest,
     BatchOutcome,
+    ConfigRef,
     Created,
     DeltaBatch,
     DiffReport,
@@ -41,6 +47,7 @@ from workflows.reconcile.models import (
     Opened,
     PullReport,
     PullRequest,
+    ReconcilePlan,
     ReconcileSummary,
     ScanReport,
     ScanRequest,
@@ -51,9 +58,31 @@ CLOSED_INCIDENT = [IncidentState.RESOLVED.value, IncidentState.CLOSED.value, Inc
 
 
 class ReconcileActivities:
-    def __init__(self, sn: ServiceNowClient, settings: Settings) -> None:
+    def __init__(self, sn: ServiceNowClient, settings: Settings, secrets: NamedSecrets | None = None) -> None:
         self.sn = sn
         self.settings = settings
+        self.secrets = secrets or NamedSecrets([], {})
+
+    def _config(self, ref: ConfigRef) -> ReconcileConfig:
+        """The worker's config `ref.name`; refused (never retried) when unknown, changed since the run resolved it,
+        or naming a secret this worker does not list."""
+        try:
+            config = load_named_config(self.settings.reconcile, ref.name)
+            self.secrets.check(config.secret_names(), f"reconciliation config {ref.name!r}")
+        except (ReconcileConfigError, SecretsError) as exc:
+            raise ApplicationError(str(exc), type=RECONCILE_CONFIG_CHANGED, non_retryable=True) from None
+        if ref.digest and config_digest(config) != ref.digest:
+            raise ApplicationError(
+                f"reconciliation config {ref.name!r} changed since the run started: nothing more of this run is done "
+                "with it; start a new run",
+                type=RECONCILE_CONFIG_CHANGED,
+                non_retryable=True,
+            )
+        return config
+
+    @activity.defn(name=calls.RESOLVE_RECONCILE.name)
+    async def resolve_config(self, ref: ConfigRef) -> ReconcilePlan:
+        return ReconcilePlan.of(self._config(ref), ref)
 
     def _store(self) -> RunStore:
         info = activity.info()
@@ -62,10 +91,16 @@ class ReconcileActivities:
     # -- outside history -------------------------------------------------------------------------------------------
     @activity.defn(name=calls.SCAN_SOURCE.name)
     async def scan_source(self, request: ScanRequest) -> ScanReport:
-        source = request.source
+        source = self._config(request.config).source(request.source)
+        if source is None:
+            raise ApplicationError(
+                f"reconciliation config {request.config.name!r} has no source {request.source!r}",
+                type=RECONCILE_CONFIG_CHANGED,
+                non_retryable=True,
+            )
         try:
             async with heartbeats():
-                records = await inventory.scan(source)
+                records = await inventory.scan(source, self.secrets)
         except inventory.SourceError as exc:
             raise ApplicationError(
                 str(exc),
@@ -102,10 +137,11 @@ class ReconcileActivities:
     @activity.defn(name=calls.DIFF.name)
     async def diff(self, request: DiffRequest) -> DiffReport:
         store = self._store()
+        config = self._config(request.config)
 
         def compute() -> DiffReport:
-            delta = drift.diff(request.config, request.scans, store.cmdb(), store.scan)
-            found = drift.batches(delta, request.config.batch_bytes)
+            delta = drift.diff(config, request.scans, store.cmdb(), store.scan)
+            found = drift.batches(delta, config.batch_bytes)
             store.save_batches(found)
             delta.report.batches = len(found)
             return delta.report
@@ -124,7 +160,7 @@ class ReconcileActivities:
     # -- writes ----------------------------------------------------------------------------------------------------
     @activity.defn(name=calls.APPLY_BATCH.name)
     async def apply_batch(self, request: ApplyRequest) -> BatchOutcome:
-        config, batch, outcome = request.config, request.batch, BatchOutcome()
+        config, batch, outcome = self._config(request.config), request.batch, BatchOutcome()
         router = Router(self.sn, config.routing)
         limit = asyncio.Semaphore(config.concurrency)
 

@@ -11,6 +11,7 @@ rollback to the same snapshot twice lands in the same place. That is what makes 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ from activities.heartbeat import heartbeating
 from activities.processes import run_process
 from activities.runbook.steps import fill, step_variables
 from config.hosts import CommandDriverConfig, HostsConfig, HttpDriverConfig
+from config.secrets import NamedSecrets, SecretsError, Value
 from config.settings import Settings
 from workflows import calls
 from workflows.wave.models import (
@@ -35,6 +37,7 @@ from workflows.wave.models import (
 )
 
 OUTPUT_TAIL = 2000
+NO_SECRETS = NamedSecrets([], {})
 
 
 class HostOperator(Protocol):
@@ -50,9 +53,10 @@ class HttpOperator:
     """The host-agent API. 2xx = done; 404 = no such host; other 4xx = the host refused (not retried);
     5xx and transport errors = unreachable (retried)."""
 
-    def __init__(self, config: HttpDriverConfig, settings: Settings) -> None:
+    def __init__(self, config: HttpDriverConfig, settings: Settings, secrets: NamedSecrets | None = None) -> None:
         self.base_url = config.base_url.replace("{servicenow_url}", settings.servicenow_url.rstrip("/")).rstrip("/")
         self.config = config
+        self.secrets = secrets or NO_SECRETS
         self._http: httpx.AsyncClient | None = None
 
     @property
@@ -60,7 +64,7 @@ class HttpOperator:
         # One pooled client per driver for the worker's lifetime: a wave runs thousands of calls.
         if self._http is None:
             self._http = httpx.AsyncClient(
-                headers=self.config.headers,
+                headers=_filled(self.secrets, self.config.headers),
                 timeout=self.config.request_timeout.total_seconds(),
                 limits=httpx.Limits(max_connections=500, max_keepalive_connections=200),
             )
@@ -114,6 +118,14 @@ class HttpOperator:
         return HostOpResult(message=str(data.get("output", "")))
 
 
+def _filled(secrets: NamedSecrets, values: Mapping[str, Value]) -> dict[str, str]:
+    """A driver's headers or env with its named secrets filled in, in the worker, when it is first used."""
+    try:
+        return secrets.fill(values)
+    except SecretsError as exc:
+        raise ApplicationError(str(exc), type=HOST_OPERATION_FAILED, non_retryable=True) from None
+
+
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         data = response.json()
@@ -131,10 +143,12 @@ def _error_message(data: dict[str, Any]) -> str:
 
 # -- command -------------------------------------------------------------------------------------------------------
 class CommandOperator:
-    """argv templates run without a shell; placeholder values are checked by activities.steps.fill."""
+    """argv templates run without a shell; placeholder values are typed by activities/runbook/steps.py `fill`; the
+    process gets a minimal environment plus the driver's `env` (activities/processes.py)."""
 
-    def __init__(self, config: CommandDriverConfig) -> None:
+    def __init__(self, config: CommandDriverConfig, secrets: NamedSecrets | None = None) -> None:
         self.config = config
+        self.secrets = secrets or NO_SECRETS
 
     def _variables(self, ci: CiRef, extra: dict[str, str]) -> dict[str, str]:
         host = {"host": ci.name, "ip": ci.ip_address, "fqdn": ci.fqdn or ci.name, "ci_class": ci.sys_class_name}
@@ -144,7 +158,7 @@ class CommandOperator:
         variables = self._variables(ci, extra)
         argv = [fill(part, variables, op) for part in template]
         try:
-            finished = await run_process(argv, f"{op} {ci.name}")
+            finished = await run_process(argv, f"{op} {ci.name}", env=_filled(self.secrets, self.config.env))
         except FileNotFoundError as exc:
             raise ApplicationError(
                 f"{ci.name}: {op}: {argv[0]} not found", type=HOST_OPERATION_FAILED, non_retryable=True
@@ -198,10 +212,12 @@ class CommandOperator:
 class HostActivities:
     """The operator's activities; one driver instance per configured driver, built once per worker."""
 
-    def __init__(self, config: HostsConfig, settings: Settings) -> None:
+    def __init__(self, config: HostsConfig, settings: Settings, secrets: NamedSecrets | None = None) -> None:
         self.config = config
         self.operators: dict[str, HostOperator] = {
-            name: HttpOperator(driver, settings) if isinstance(driver, HttpDriverConfig) else CommandOperator(driver)
+            name: HttpOperator(driver, settings, secrets)
+            if isinstance(driver, HttpDriverConfig)
+            else CommandOperator(driver, secrets)
             for name, driver in config.drivers.items()
         }
 

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 from rich.console import Console
 
 from config.settings import Settings, get_settings
+from ops import scrub
 from ops.logs import configure_logging
 
 T = TypeVar("T")
@@ -70,6 +71,11 @@ def run(coroutine: Coroutine[Any, Any, int]) -> NoReturn:
 
 def settings() -> Settings:
     loaded = get_settings()
+    try:
+        scrub.install(loaded)  # a secret under 8 characters stops every command here, before it connects
+    except scrub.WeakSecret as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        exit_now(2)
     configure_logging(loaded.secret_values(), loaded.log_level)
     return loaded
 

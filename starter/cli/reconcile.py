@@ -5,7 +5,6 @@ Registered in starter/cli/main.py; runs through starter/cli/common.py (one red l
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -22,8 +21,10 @@ app = typer.Typer(help="CMDB reconciliation: live infrastructure against the dec
 @app.command("run")
 def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report the drift; create, open and update nothing."),
-    config: Path | None = typer.Option(
-        None, help="Config file (default: CHANGELOOP_RECONCILE, else config/reconcile.yaml).", show_default=False
+    config: str = typer.Option(
+        "default",
+        help="The worker's config to run: 'default' (CHANGELOOP_RECONCILE, else the shipped file), or <name> for "
+        "<name>.yaml when CHANGELOOP_RECONCILE is a directory. The worker reads it; nothing of it is sent.",
     ),
     wait: bool = typer.Option(True, help="Wait for the run and print its summary."),
 ) -> None:
@@ -31,13 +32,11 @@ def run(
     common.run(_reconcile(common.settings(), config, dry_run=dry_run, wait=wait))
 
 
-async def _reconcile(settings: Settings, path: Path | None, *, dry_run: bool, wait: bool) -> int:
+async def _reconcile(settings: Settings, config: str, *, dry_run: bool, wait: bool) -> int:
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
-    from config.reconcile import load_reconcile_config
     from starter.reconcile import start_reconcile
 
-    config = load_reconcile_config(path or settings.reconcile)
     client = await common.connect(settings, wait=0)
     try:
         handle = await start_reconcile(client, settings, config, dry_run=dry_run)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from config.reconcile import HttpSource, load_reconcile_config
 from ops.connect import connect
 from starter.cli.reconcile import print_summary
 from starter.devstack.dev import DevConfig
@@ -20,15 +19,9 @@ from workflows.reconcile.models import ReconcileSummary
 
 async def reconcile_scenario(config: DevConfig, console: Any, within: float = 60.0) -> ReconcileSummary:
     settings = config.client_settings()
-    reconcile = load_reconcile_config()
-    # The shipped config reads the fleet on the default port; the demo's sandbox may sit on a free one.
-    sources = [
-        s.model_copy(update={"url": f"{config.sandbox_url}/fleet/hosts"}) if isinstance(s, HttpSource) else s
-        for s in reconcile.sources
-    ]
-    reconcile = reconcile.model_copy(update={"sources": sources})
     client = await connect(settings)
-    handle = await start_reconcile(client, settings, reconcile)
+    # The worker's own config: the dev stack wrote it with its sandbox's fleet URL (starter/devstack/dev.py).
+    handle = await start_reconcile(client, settings)
     console.print(f"4. reconciling the CMDB against the sandbox fleet: {settings.execution_url(handle.id)}")
     try:
         summary = await asyncio.wait_for(handle.result(), within)

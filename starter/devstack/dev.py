@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -164,6 +165,21 @@ class DevStack:
         self.children: list[Child] = []
         self._pgid: int | None = None
         self._temporal: Client | None = None
+        self._reconcile = ""  # written at start (_reconcile_config)
+
+    def _reconcile_config(self) -> str:
+        """The worker reads its reconciliation config itself (runs only name it): the shipped one, with the fleet
+        URL of this stack's sandbox (it may sit on a free port). A developer's CHANGELOOP_RECONCILE wins."""
+        if os.environ.get("CHANGELOOP_RECONCILE"):
+            return os.environ["CHANGELOOP_RECONCILE"]
+        from config.reconcile import DEFAULT_CONFIG
+
+        c = self.config
+        folder = c.state_dir if c.persist else Path(tempfile.mkdtemp(prefix="changeloop-dev-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        text = DEFAULT_CONFIG.read_text().replace("http://127.0.0.1:8080/fleet", f"{c.sandbox_url}/fleet")
+        (folder / "reconcile.yaml").write_text(text)
+        return str(folder / "reconcile.yaml")
 
     # -- environment for the children ----------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -179,10 +195,14 @@ class DevStack:
                 "CHANGELOOP_SERVICENOW_USERNAME": INTEGRATION_USER[0],
                 "CHANGELOOP_SERVICENOW_PASSWORD": INTEGRATION_USER[1],
                 "CHANGELOOP_WEBHOOK_TOKEN": c.webhook_token or "",
+                # The dev stack's loopback services (sandbox, its fleet, a local callback receiver) may be called.
+                "CHANGELOOP_OUTBOUND_ALLOW": os.environ.get("CHANGELOOP_OUTBOUND_ALLOW") or "127.0.0.0/8,::1,localhost",
                 "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p),
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self._reconcile:
+            env["CHANGELOOP_RECONCILE"] = self._reconcile
         # Basic auth against the sandbox; an OAuth client id in the developer's shell would point elsewhere.
         env.pop("CHANGELOOP_SERVICENOW_CLIENT_ID", None)
         env.pop("CHANGELOOP_SERVICENOW_CLIENT_SECRET", None)
@@ -238,6 +258,7 @@ class DevStack:
             raise RuntimeError(f"ports in use: {', '.join(busy)} (another `changeloop dev`? use --free-ports)")
         if c.persist:
             c.state_dir.mkdir(parents=True, exist_ok=True)
+        self._reconcile = self._reconcile_config()
         try:
             await self._start_all()
         except BaseException:

@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from config.registry import Registry
 from config.settings import Settings
+from ops import scrub
 from starter.shim import executions, flows, incidents, ops, servicenow
 from starter.shim.errors import install_error_handlers
 from starter.shim.guard import ApiGuard
@@ -19,6 +20,7 @@ from starter.shim.ops import RequestMetrics, guard_codec
 
 
 def create_app(settings: Settings, client: Client, registry: Registry) -> FastAPI:
+    scrub.install(settings)  # every secret known to the log scrubber; a secret under 8 characters stops the shim
     if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
         raise ValueError("the shim needs CHANGELOOP_WEBHOOK_TOKEN: every /api/* call is checked against it")
     app = FastAPI(

@@ -8,6 +8,8 @@ import uuid
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from config.settings import Settings
+from ops import outbound
 from starter.shim.deps import RegistryDep, SettingsDep, TemporalDep
 from starter.shim.errors import ShimError, log
 from starter.shim.executions import existing
@@ -29,6 +31,8 @@ async def run_flow(
         raise ShimError(404, "No Record found", f"no flow named {flow!r}; known flows: {known}")
     _check_inputs(run.inputs, runbook.inputs, runbook.optional_inputs)
     callback = str(run.callback_url) if run.callback_url else ""
+    if callback:
+        await _check_callback(callback, settings)
     workflow_id, run_id, started = await start_flow(
         client, settings, FlowRun(flow=flow, inputs=run.inputs, callback_url=callback), run.key or uuid.uuid4().hex
     )
@@ -38,6 +42,17 @@ async def run_flow(
     return answer(
         Started(execution_id=workflow_id, run_id=run_id, url=settings.execution_url(workflow_id, run_id)), 202
     )
+
+
+async def _check_callback(url: str, settings: Settings) -> None:
+    """The worker will only call allowed hosts (ops/outbound.py): say so now rather than fail the run at its end. A
+    listed name that does not resolve at this moment passes (the worker's callback retries)."""
+    try:
+        await outbound.check(url, outbound.Allowlist.parse(settings.outbound_allow))
+    except outbound.OutboundRefused as exc:
+        raise ShimError(422, "Invalid request", f"callbackUrl: {exc}") from None
+    except outbound.OutboundUnreachable:
+        pass
 
 
 def _check_inputs(given: dict[str, str], required: list[str], optional: list[str]) -> None:

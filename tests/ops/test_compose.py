@@ -3,13 +3,17 @@
 The compose file is checked against the compose-spec JSON schema that the check-jsonschema package ships (no
 download), then for what the schema cannot know: the services a deployment needs, official images, health checks,
 one-shot set-up services, the search attributes of docs/architecture.md, mounted files that exist, CHANGELOOP_* names that
-Settings knows, and a Dockerfile that runs as a non-root user. Where a compose CLI is installed, `config` runs too.
+Settings knows, and a Dockerfile that runs as a non-root user. Where a compose CLI of at least MIN_COMPOSE (v2.24:
+`env_file` with `required`) is installed, `config` runs too; an older one (Debian's docker-compose 1.29) rejects the
+file's syntax, so it is not asked to judge it. The stack's safe defaults: no fallback database password, every port
+on loopback, a read-only Temporal UI.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +35,8 @@ LONG_RUNNING = {"postgresql", "temporal", "temporal-ui", "worker", "shim"}
 ONE_SHOT = {"temporal-schema", "temporal-setup"}
 BUILT = {"worker", "shim", "worker-site", "sandbox"}
 TYPE_NAMES = {"KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList", "TEXT": "Text", "INT": "Int", "BOOL": "Bool"}
+MIN_COMPOSE = (2, 24, 0)
+README = ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +68,76 @@ def test_compose_file_matches_the_compose_spec_schema(compose: dict[str, Any]) -
     assert problems == []
 
 
-def test_compose_cli_accepts_the_file_where_one_is_installed() -> None:
-    """Not a skip: on a machine without a compose CLI the schema test above is the validation."""
+def compose_version(output: str) -> tuple[int, int, int] | None:
+    """The version a compose CLI prints (`Docker Compose version v2.29.1`, `docker-compose version 1.29.2, build
+    unknown`, `2.24.6+ds1-0ubuntu1`), or None when it prints none."""
+    found = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", output)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+@pytest.mark.parametrize(
+    ("printed", "version"),
+    [
+        ("Docker Compose version v2.29.1", (2, 29, 1)),
+        ("docker-compose version 1.29.2, build unknown", (1, 29, 2)),
+        ("Docker Compose version 2.24.6+ds1-0ubuntu1", (2, 24, 6)),
+        ("docker: 'compose' is not a docker command.", None),
+    ],
+)
+def test_the_compose_cli_version_is_read_before_it_judges_the_file(
+    printed: str, version: tuple[int, int, int] | None
+) -> None:
+    assert compose_version(printed) == version
+
+
+def test_the_minimum_compose_version_is_stated_where_operators_read() -> None:
+    assert "Compose v2.24" in README.read_text()
+    assert "v2.24" in COMPOSE.read_text()
+
+
+def test_compose_cli_accepts_the_file_where_a_recent_one_is_installed() -> None:
+    """Not a skip: on a machine without a recent compose CLI the schema test above is the validation; an older CLI
+    (docker-compose 1.x) would reject v2.24 syntax that the schema and every supported CLI accept."""
     for command in (["docker", "compose"], ["docker-compose"]):
         if shutil.which(command[0]) is None:
             continue
-        if subprocess.run([*command, "version"], capture_output=True, timeout=30).returncode != 0:
-            continue  # the docker client without its compose plugin
+        printed = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=30)
+        version = compose_version(printed.stdout) if printed.returncode == 0 else None
+        if version is None or version < MIN_COMPOSE:
+            continue  # the docker client without its compose plugin, or a compose too old for this file
+        env = {"POSTGRES_PASSWORD": "checked-by-the-test"}  # required by the file; the CLI refuses it unset
         checked = subprocess.run(
-            [*command, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, cwd=ROOT, timeout=60
+            [*command, "-f", str(COMPOSE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            env={**os.environ, **env},
         )
         assert checked.returncode == 0, checked.stderr
+
+
+def test_the_database_password_has_no_fallback(services: dict[str, dict[str, Any]]) -> None:
+    text = COMPOSE.read_text()
+    uses = re.findall(r"\$\{POSTGRES_PASSWORD([^}]*)\}", text)
+    assert len(uses) == 3 and all(use.startswith(":?") for use in uses), uses
+    assert "POSTGRES_PASSWORD=\n" in ENV_EXAMPLE.read_text(), "the example leaves it to the operator"
+
+
+def test_published_ports_listen_on_loopback_by_default(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for mapping in service.get("ports") or []:
+            default = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(mapping))
+            assert default.startswith("127.0.0.1:"), f"{name} publishes {mapping}"
+    assert not re.search(r"^\s*TEMPORAL_PUBLISH=0\.0\.0\.0", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
+
+
+def test_the_temporal_ui_is_read_only_unless_the_operator_says_otherwise(services: dict[str, dict[str, Any]]) -> None:
+    env = environment(services["temporal-ui"])
+    switches = [key for key in env if key == "TEMPORAL_DISABLE_WRITE_ACTIONS" or key.endswith("_DISABLED")]
+    assert "TEMPORAL_DISABLE_WRITE_ACTIONS" in switches and "TEMPORAL_WORKFLOW_SIGNAL_DISABLED" in switches
+    for key in switches:
+        assert env[key] == "${TEMPORAL_UI_DISABLE_WRITE_ACTIONS:-true}", key
 
 
 def test_stack_has_temporal_on_postgres_the_ui_the_worker_and_the_shim(services: dict[str, dict[str, Any]]) -> None:

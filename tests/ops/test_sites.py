@@ -1,7 +1,8 @@
 """Workers by site: each host operation runs on the worker of its CI's site, started with `changeloop worker --site`.
 
 Two real site-worker processes (the CLI, as an operator starts them inside each site's network) tell themselves
-apart by SITE_MARK in their environment; the runbook's step prints it. The central worker runs the workflows and
+apart by SITE_MARK in their environment, passed on to their child processes (CHANGELOOP_CHILD_ENV); the runbook's
+step prints it. The central worker runs the workflows and
 the ServiceNow calls, and resolves each CI's site from the CMDB field `location` or the config map.
 """
 
@@ -48,6 +49,8 @@ class SiteWorker:
             "CHANGELOOP_SERVICENOW_URL": settings.servicenow_url,
             "CHANGELOOP_HEALTH_ADDRESS": self.health.removeprefix("http://"),
             "SITE_MARK": mark,
+            # Children get a minimal environment: the operator passes SITE_MARK on (activities/processes.py).
+            "CHANGELOOP_CHILD_ENV": "SITE_MARK",
         }
         self.process: asyncio.subprocess.Process | None = None
 

@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import yaml
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from config.reconcile import ReconcileConfig
+from config.reconcile import DEFAULT_CONFIG, ReconcileConfig, config_digest
 from config.registry import load_registry
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
@@ -35,10 +36,14 @@ CAT = [sys.executable, "-c", "import sys; sys.stdout.write(open(sys.argv[1]).rea
 
 @pytest.fixture(scope="session")
 def reconcile_settings(settings: Settings, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    configs = tmp_path_factory.mktemp("reconcile-configs")
+    (configs / "default.yaml").write_text(DEFAULT_CONFIG.read_text())  # what the schedule names
     return settings.model_copy(
         update={
             "task_queue": "reconcile-test",
             "reconcile_state_dir": tmp_path_factory.mktemp("reconcile-state"),
+            # The worker reads each run's config from here: a test writes `<name>.yaml` and starts the run by name.
+            "reconcile": configs,
             "slack_webhook_url": SecretStr(f"{sandbox_url}/sandbox/slack"),
         }
     )
@@ -91,10 +96,19 @@ class Scenario:
         body = {"sources": list(sources), "cmdb": {"name_prefix": self.prefix}} | options
         return ReconcileConfig.model_validate(body)
 
+    def publish(self, config: ReconcileConfig) -> str:
+        """Put `config` where the worker reads its configs (CHANGELOOP_RECONCILE, a directory); answer its name."""
+        assert self.settings.reconcile is not None
+        name = f"{self.prefix.rstrip('-')}-{uuid.uuid4().hex[:6]}"
+        text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True))
+        (Path(self.settings.reconcile) / f"{name}.yaml").write_text(text)
+        return name
+
     async def run(self, config: ReconcileConfig, *, dry_run: bool = False) -> ReconcileSummary:
+        name = self.publish(config)
         summary: ReconcileSummary = await self.client.execute_workflow(
             "ReconcileWorkflow",
-            ReconcileInput(config=config, dry_run=dry_run),
+            ReconcileInput(config=name, digest=config_digest(config), dry_run=dry_run),
             id=f"reconcile-test-{self.prefix}{uuid.uuid4().hex[:6]}",
             task_queue=self.settings.task_queue,
             result_type=ReconcileSummary,

@@ -9,10 +9,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from config.reconcile import load_reconcile_config
 from config.registry import load_registry
 from config.settings import Settings
 from starter import schedules
@@ -36,7 +34,9 @@ async def test_schedules_apply_creates_the_weekly_reconciliation(
         assert action.id == "reconcile"  # Temporal appends the scheduled time: reconcile-<date>T…
         (payload,) = action.args
         sent = ReconcileInput.model_validate_json(payload.data)  # type: ignore[attr-defined]
-        assert sent.config == load_reconcile_config() and not sent.dry_run
+        # By reference: the schedule names the worker's config, it never carries sources.
+        assert sent.config == "default" and not sent.dry_run
+        assert b"sources" not in payload.data  # type: ignore[attr-defined]
     finally:
         assert await schedules.delete(temporal_client, [RECONCILE_SCHEDULE]) == [RECONCILE_SCHEDULE]
 
@@ -47,15 +47,13 @@ async def test_cli_dry_run_prints_the_summary_and_writes_nothing(
     s = scenario
     await s.ci("gone-01")
     config = s.config(s.source("dc1", [s.host("new-01", "10.9.5.1")]))
-    path = tmp_path / "reconcile.yaml"
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    name = s.publish(config)  # the worker reads its configs; the CLI names one
     settings = s.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHANGELOOP_")} | {
         "CHANGELOOP_TEMPORAL_ADDRESS": settings.temporal_address,
         "CHANGELOOP_TEMPORAL_NAMESPACE": settings.temporal_namespace,
         "CHANGELOOP_TASK_QUEUE": settings.task_queue,  # the test's reconcile worker runs it
         "CHANGELOOP_SERVICENOW_URL": settings.servicenow_url,
-        "CHANGELOOP_RECONCILE": str(path),
         "COLUMNS": "200",
         "PYTHONPATH": str(Path(__file__).parents[2]),  # the checkout, whatever the editable install lists
     }
@@ -63,7 +61,7 @@ async def test_cli_dry_run_prints_the_summary_and_writes_nothing(
 
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "starter.cli", "reconcile", "run", "--dry-run"],
+        [sys.executable, "-m", "starter.cli", "reconcile", "run", "--dry-run", "--config", name],
         env=env,
         capture_output=True,
         text=True,

@@ -13,6 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from activities.reconcile.inventory import SourceError, pick, scan
 from config.reconcile import AwsEc2Source, CommandSource, HttpSource, KubernetesSource
+from config.secrets import NamedSecrets, SecretRef
 
 KUBECTL_JSON = Path(__file__).with_name("kubectl_nodes.json")
 SEED_FLEET = {
@@ -187,16 +188,22 @@ async def test_the_sandbox_fleet_is_an_http_source_with_the_seeded_drift(sandbox
 async def test_an_http_source_sends_the_workers_token_and_fails_on_an_error_status(
     sandbox_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RECONCILE_TEST_TOKEN", "t0ken")
+    # The token is one of the worker's named secrets (CHANGELOOP_SECRET_NAMES); `bearer_token_env` still names it.
+    secrets = NamedSecrets(["RECONCILE_TEST_TOKEN"], {"RECONCILE_TEST_TOKEN": "t0ken-never-issued"})
     # The Table API wants basic auth or OAuth: a bearer it never issued is a 401, and so a misconfigured source.
     source = HttpSource(
         name="sn", kind="http", url=f"{sandbox_url}/api/now/table/cmdb_ci", bearer_token_env="RECONCILE_TEST_TOKEN"
     )
     with pytest.raises(SourceError, match="401") as failure:
-        await scan(source)
+        await scan(source, secrets)
     assert failure.value.misconfigured
+    # A variable the worker does not list is never read, whatever the config names.
+    monkeypatch.setenv("RECONCILE_OTHER_TOKEN", "t0ken-of-the-worker")
+    other = source.model_copy(update={"bearer_token": SecretRef(secret="RECONCILE_OTHER_TOKEN")})
+    with pytest.raises(SourceError, match="not one of the worker's secrets"):
+        await scan(other, secrets)
 
 
 def test_a_credential_in_http_headers_is_refused_because_the_config_lands_in_history() -> None:
-    with pytest.raises(ValueError, match="bearer_token_env"):
+    with pytest.raises(ValueError, match="name a secret"):
         HttpSource(name="x", kind="http", url="http://127.0.0.1/", headers={"Authorization": "Bearer abc"})

@@ -1,7 +1,8 @@
 """Record the committed histories that the replay tests replay: `python -m tests.replay.record_histories`.
 
 Run it when a workflow changes on purpose (behind `workflow.patched`): the old histories stay, new ones are added
-with a new suffix, and every one of them must keep replaying.
+with a new suffix (SUFFIX below; `CHANGELOOP_HISTORY_SUFFIX` overrides it), and every one of them must keep
+replaying.
 """
 
 from __future__ import annotations
@@ -9,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import httpx
+import yaml
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from config.reconcile import ReconcileConfig
+from config.reconcile import ReconcileConfig, config_digest
 from config.registry import load_registry
 from config.settings import Settings
 from sandbox.server import SandboxConfig, SandboxServer
@@ -35,12 +39,14 @@ from workflows.reconcile.models import ReconcileInput
 from workflows.wave.models import patch_host_workflow_id, wave_workflow_id
 
 HISTORIES = Path(__file__).with_name("histories")
+# Runbooks and reconciliation configs by reference (name + digest): the histories of this shape carry this suffix.
+SUFFIX = os.environ.get("CHANGELOOP_HISTORY_SUFFIX", "_by_reference")
 
 
 async def _save(handle: WorkflowHandle, name: str) -> None:  # type: ignore[type-arg]
     history = json.loads((await handle.fetch_history()).to_json())
     # The workflow ID is kept beside the events: replay needs it (child IDs are derived from it).
-    (HISTORIES / f"{name}.json").write_text(json.dumps({"workflowId": handle.id} | history, indent=1))
+    (HISTORIES / f"{name}{SUFFIX}.json").write_text(json.dumps({"workflowId": handle.id} | history, indent=1))
     print("recorded", name)
 
 
@@ -109,8 +115,15 @@ async def record_reconcile(client: Client, settings: Settings, sandbox_url: str)
             "batch_bytes": 1_000,
         }
     )
+    assert settings.reconcile is not None
+    (Path(settings.reconcile) / "default.yaml").write_text(
+        yaml.safe_dump(config.model_dump(mode="json", by_alias=True))
+    )
     handle = await client.start_workflow(
-        "ReconcileWorkflow", ReconcileInput(config=config), id="reconcile-2025-06-02", task_queue=settings.task_queue
+        "ReconcileWorkflow",
+        ReconcileInput(config="default", digest=config_digest(config)),
+        id="reconcile-2025-06-02",
+        task_queue=settings.task_queue,
     )
     await handle.result()
     await _save(handle, "reconcile_drift_both_ways")
@@ -175,7 +188,7 @@ async def main() -> None:
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
     )
-    with SandboxServer(SandboxConfig(port=0, seed=True)) as sandbox:
+    with SandboxServer(SandboxConfig(port=0, seed=True)) as sandbox, tempfile.TemporaryDirectory() as configs:
         settings = Settings(
             _env_file=None,
             temporal_address=env.client.service_client.config.target_host,
@@ -184,6 +197,8 @@ async def main() -> None:
             servicenow_username="changeloop.integration",
             servicenow_password=SecretStr("sn-integration-pw"),
             webhook_token=SecretStr("record-token"),
+            reconcile=Path(configs),
+            outbound_allow=["127.0.0.0/8"],
         )
         async with ServiceNowClient.from_settings(settings) as sn:
             async with build_worker(env.client, settings, load_registry(TEST_REGISTRY), sn):

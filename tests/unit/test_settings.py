@@ -70,16 +70,19 @@ def test_secrets_are_secret_str_and_never_appear_in_repr_or_str(environment):
     assert settings.servicenow_password.get_secret_value() == "integration-password"
 
 
-def test_secret_values_feeds_the_redactor_every_secret_but_skips_tiny_ones(environment):
+def test_secret_values_feeds_the_scrubber_every_secret_and_a_short_one_is_named(environment):
+    # Short secrets are no longer skipped (they leaked): they stop the process at start (ops/scrub.py `install`).
     environment.setenv("CHANGELOOP_WEBHOOK_TOKEN", "abc")
     settings = Settings(_env_file=None)
     assert sorted(settings.secret_values()) == sorted(
         [
             "integration-password",
             "oauth-client-secret",
+            "abc",
             "https://hooks.slack.example/T000/B000/XXXX",
         ]
     )
+    assert settings.short_secrets() == ["CHANGELOOP_WEBHOOK_TOKEN"]
 
 
 def test_execution_url_links_into_the_temporal_ui_history():

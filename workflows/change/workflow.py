@@ -11,7 +11,6 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from config.runbooks import Runbook
     from servicenow.change_request import ChangeState, CloseCode
     from workflows import calls
     from workflows import search_attributes as sa
@@ -42,10 +41,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.runbook.models import (
         SIGNAL_STEP_PROGRESS,
         ResolveInput,
+        RunbookPlan,
         RunbookResult,
         RunbookRun,
         runbook_workflow_id,
     )
+    from workflows.runbook.workflow import pinned
     from workflows.status import QUERY_STATUS, StepOutcome, StepRecord
     from workflows.wave.models import wave_workflow_id
 
@@ -59,7 +60,7 @@ class ChangeRequestWorkflow:
     @workflow.init
     def __init__(self, change: ChangeInput) -> None:
         self._status = ChangeStatus(number=change.number, phase="loading")
-        self._runbook: Runbook | None = None
+        self._runbook: RunbookPlan | None = None
         self._decision: DecideInput | None = None
         self._ticket: ChangeTicket | None = None
         self._incident_reported = False  # the failure path opened it already: the interceptor must not again
@@ -157,11 +158,13 @@ class ChangeRequestWorkflow:
             return await self._close_unapproved(ticket, runbook, begun.execution_url)
 
         self._status.phase = "running"
+        runbook = await pinned(runbook)
         try:
             result = await workflow.execute_child_workflow(
                 "RunbookWorkflow" if runbook.workflow == "steps" else runbook.workflow,
                 RunbookRun(
-                    runbook=runbook,
+                    runbook=runbook.name,
+                    digest=runbook.digest,
                     variables=self._variables(ticket, runbook),
                     change_number=ticket.number,
                     change_sys_id=ticket.sys_id,
@@ -185,7 +188,7 @@ class ChangeRequestWorkflow:
         workflow.upsert_search_attributes([sa.TICKET_STATE.value_set(self._status.ticket_state)])
 
     @staticmethod
-    def _variables(ticket: ChangeTicket, runbook: Runbook) -> dict[str, str]:
+    def _variables(ticket: ChangeTicket, runbook: RunbookPlan) -> dict[str, str]:
         return runbook.params | {"host": ticket.cmdb_ci_name, "change": ticket.number}
 
     async def _no_runbook(self, ticket: ChangeTicket) -> ChangeResult:
@@ -198,7 +201,7 @@ class ChangeRequestWorkflow:
         )
         return self._finish(ChangeResult(number=ticket.number, outcome=ChangeOutcome.NO_RUNBOOK))
 
-    async def _approval_gate(self, ticket: ChangeTicket, runbook: Runbook) -> bool:
+    async def _approval_gate(self, ticket: ChangeTicket, runbook: RunbookPlan) -> bool:
         gate = self._status.gate
         gate.status = GateStatus.WAITING
         gate.opened_at = workflow.now()
@@ -238,7 +241,7 @@ class ChangeRequestWorkflow:
         self._status.result = result
         return result
 
-    async def _close_unapproved(self, ticket: ChangeTicket, runbook: Runbook, url: str) -> ChangeResult:
+    async def _close_unapproved(self, ticket: ChangeTicket, runbook: RunbookPlan, url: str) -> ChangeResult:
         gate = self._status.gate
         if gate.status == GateStatus.TIMED_OUT:
             reason = f"no approval within {runbook.approval_timeout} for destructive runbook '{runbook.name}'"
@@ -260,7 +263,7 @@ class ChangeRequestWorkflow:
         )
 
     async def _close_succeeded(
-        self, ticket: ChangeTicket, runbook: Runbook, url: str, result: RunbookResult
+        self, ticket: ChangeTicket, runbook: RunbookPlan, url: str, result: RunbookResult
     ) -> ChangeResult:
         if result.summary:
             lines = [result.summary]
@@ -284,7 +287,7 @@ class ChangeRequestWorkflow:
         )
 
     async def _close_failed(
-        self, ticket: ChangeTicket, runbook: Runbook, url: str, error: ChildWorkflowError
+        self, ticket: ChangeTicket, runbook: RunbookPlan, url: str, error: ChildWorkflowError
     ) -> ChangeResult:
         failed = next((s for s in self._status.steps if s.outcome == StepOutcome.FAILED), None)
         step = failed.name if failed else self._status.step
@@ -321,12 +324,12 @@ class ChangeRequestWorkflow:
 
     # -- incidents ---------------------------------------------------------------------------------------------------
     async def _open_incident(
-        self, runbook: Runbook, failed: StepRecord | None, error: ChildWorkflowError
+        self, runbook: RunbookPlan, failed: StepRecord | None, error: ChildWorkflowError
     ) -> IncidentRef | None:
         self._incident_reported = True
         return await open_incident(step_report(failed, error, **self._change_fields(runbook)))
 
-    def _change_fields(self, runbook: Runbook | None) -> dict[str, object]:
+    def _change_fields(self, runbook: RunbookPlan | None) -> dict[str, object]:
         ticket = self._ticket
         return {
             "production": runbook.production if runbook else None,
@@ -346,7 +349,7 @@ class ChangeRequestWorkflow:
         return report
 
     @staticmethod
-    def _child_id(runbook: Runbook, number: str) -> str:
+    def _child_id(runbook: RunbookPlan, number: str) -> str:
         # docs/architecture.md, "Contract": a patch wave is `wave-<number>`, whatever runs it; other runbooks keep `runbook-<number>`.
         return wave_workflow_id(number) if runbook.workflow == "PatchWaveWorkflow" else runbook_workflow_id(number)
 

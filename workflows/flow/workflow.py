@@ -10,13 +10,13 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from config.runbooks import Runbook
     from workflows import calls
     from workflows.failures import failure_message
     from workflows.flow.models import CallbackInput, FlowName, FlowRun
     from workflows.incident.models import FailureReport
     from workflows.incident.reporting import step_report
-    from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookResult, RunbookRun, RunbookStatus
+    from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookPlan, RunbookResult, RunbookRun, RunbookStatus
+    from workflows.runbook.workflow import pinned
     from workflows.status import QUERY_STATUS, Progress, StepOutcome, StepRecord
 
 
@@ -26,7 +26,7 @@ class FlowRunWorkflow:
     def __init__(self, run: FlowRun) -> None:
         self._status = RunbookStatus(runbook=run.flow)
         self._run = run
-        self._book: Runbook | None = None
+        self._book: RunbookPlan | None = None
 
     @workflow.query(name=QUERY_STATUS)
     def status(self) -> RunbookStatus:
@@ -50,10 +50,16 @@ class FlowRunWorkflow:
             raise ApplicationError(f"unknown flow {run.flow!r}", type="UnknownFlow", non_retryable=True)
         book = self._book = runbook.runbook
         self._status.progress = Progress(total=len(book.steps))
+        book = await pinned(book)
         try:
             result = await workflow.execute_child_workflow(
                 "RunbookWorkflow" if book.workflow == "steps" else book.workflow,
-                RunbookRun(runbook=book, variables=book.params | run.inputs, report_to=workflow.info().workflow_id),
+                RunbookRun(
+                    runbook=book.name,
+                    digest=book.digest,
+                    variables=book.params | run.inputs,
+                    report_to=workflow.info().workflow_id,
+                ),
                 id=f"{workflow.info().workflow_id}-runbook",
                 search_attributes=workflow.info().typed_search_attributes,  # the flow's own (Runbook, ...)
                 result_type=RunbookResult,

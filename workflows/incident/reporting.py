@@ -22,7 +22,6 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from config.runbooks import Step
     from workflows import search_attributes as sa
     from workflows.failures import describe, error_type, root_cause
     from workflows.incident.models import (
@@ -36,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentRequest,
         incident_workflow_id,
     )
+    from workflows.runbook.models import StepPlan
     from workflows.status import StepRecord
 
 # How long a failing workflow waits for its incident number before failing without it (the incident workflow
@@ -77,7 +77,7 @@ def step_report(record: StepRecord | None, fallback: BaseException, **fields: ob
     ).model_copy(update=fields)
 
 
-def step_attempts(error: ActivityError, step: Step) -> int:
+def step_attempts(error: ActivityError, step: StepPlan) -> int:
     """How many times the step ran: the activity says so in its details, else the retry state implies it."""
     cause = error.cause
     details = cause.details if isinstance(cause, ApplicationError) else ()

@@ -1,17 +1,28 @@
 """The reconciliation workflow's contract: its input and summary, and the small activity payloads.
 
-A run's configuration (config/reconcile.py) travels in its input, so one execution's history says which sources it
-trusted and how. Inventories and the CMDB pull never travel: only counts, references to a run's stored scan and,
-batch by batch, the delta.
+A run names its configuration (config/reconcile.py): the worker reads it from its own CHANGELOOP_RECONCILE, answers
+what the workflow needs (`ReconcilePlan`: source names, kinds, timeouts, the CMDB scope; never an argv, a URL or a
+header) with the config's digest, and every later activity of the run reads the config again and refuses it when
+the digest changed. Inventories and the CMDB pull never travel: only counts, references to a run's stored scan
+and, batch by batch, the delta.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from config.reconcile import CmdbScope, ReconcileConfig, Source
+from config.reconcile import DEFAULT_NAME, CmdbScope, ReconcileConfig, config_digest
+from config.runbooks import Duration
 
 RECONCILE_SCHEDULE = "changeloop-reconcile"
+# Runs before configs travelled by reference carried the whole config in their input: their histories replay on the
+# old path; a new execution with a config in its input is refused (runs nothing).
+RECONCILE_BY_REFERENCE = "reconcile-by-reference"
+RECONCILE_CONFIG_CHANGED = "ReconcileConfigChanged"
+INLINE_CONFIG_REFUSED = "InlineConfigRefused"
 
 
 SAMPLE_LIMIT = 25  # names listed per category in a summary; the counts are always complete
@@ -36,14 +47,61 @@ class InventoryRecord(BaseModel):
     attributes: dict[str, str] = {}
 
 
+class ConfigRef(BaseModel):
+    """A reconciliation config by reference: its name on the worker and, once resolved, its digest ('' = the config
+    as the worker has it now: the schedule starts runs so, and the run pins what it resolved)."""
+
+    name: str = DEFAULT_NAME
+    digest: str = ""
+
+
 class ReconcileInput(BaseModel):
-    config: ReconcileConfig
+    # The config's name. A dict is a whole config as versions before by-reference carried it: read for the replay
+    # of their histories only; a new execution with one is refused and runs nothing.
+    config: str | dict[str, Any] = DEFAULT_NAME
+    digest: str = ""
     dry_run: bool = False
+
+    @property
+    def inline(self) -> bool:
+        return isinstance(self.config, dict)
+
+    @property
+    def ref(self) -> ConfigRef:
+        if isinstance(self.config, dict):
+            return ConfigRef()  # an older run continuing on this worker goes on with the worker's own config
+        return ConfigRef(name=self.config, digest=self.digest)
+
+
+class SourcePlan(BaseModel):
+    """What the workflow needs of one source: how to call its scan, never what the scan runs or reads."""
+
+    name: str
+    kind: str
+    key_field: str
+    timeout: Duration = timedelta(minutes=10)
+    attempts: int = 3
+
+
+class ReconcilePlan(BaseModel):
+    config: ConfigRef
+    sources: list[SourcePlan]
+    cmdb: CmdbScope
+
+    @classmethod
+    def of(cls, config: ReconcileConfig, ref: ConfigRef) -> ReconcilePlan:
+        pinned = ConfigRef(name=ref.name, digest=config_digest(config))
+        sources = [
+            SourcePlan(name=s.name, kind=s.kind, key_field=s.key_field, timeout=s.timeout, attempts=s.attempts)
+            for s in config.sources
+        ]
+        return cls(config=pinned, sources=sources, cmdb=config.cmdb)
 
 
 # -- activity payloads ---------------------------------------------------------------------------------------------
 class ScanRequest(BaseModel):
-    source: Source
+    config: ConfigRef
+    source: str  # the source's name in that config
 
 
 class ScanReport(BaseModel):
@@ -65,7 +123,7 @@ class PullReport(BaseModel):
 
 
 class DiffRequest(BaseModel):
-    config: ReconcileConfig
+    config: ConfigRef
     scans: list[ScanReport]
 
 
@@ -127,7 +185,7 @@ class DeltaBatch(BaseModel):
 
 class ApplyRequest(BaseModel):
     batch: DeltaBatch
-    config: ReconcileConfig
+    config: ConfigRef
 
 
 class Created(BaseModel):

@@ -6,6 +6,9 @@ per missing CI, write attribute drift if configured) -> post the summary to Slac
 
 Inventories and the CMDB pull stay in the worker's state dir: history carries counts, the delta in batches that
 each fit a payload, and the summary (whose name lists are samples; its counts are complete).
+
+The run names its config; the worker resolves it (RESOLVE_RECONCILE: sources by name, the digest it read) and every
+activity reads the config again by name and digest: nothing in this workflow's input is an argv, a URL or a header.
 """
 
 from __future__ import annotations
@@ -13,26 +16,55 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from config.reconcile import Source
+    from config.reconcile import ReconcileConfig
     from workflows import calls
-    from workflows.failures import root_cause
+    from workflows.failures import error_type, failure_message, root_cause
+    from workflows.incident.models import FailureReport
+    from workflows.incident.reporting import generic_report
     from workflows.reconcile.models import (
+        INLINE_CONFIG_REFUSED,
+        RECONCILE_BY_REFERENCE,
+        RECONCILE_CONFIG_CHANGED,
         SAMPLE_LIMIT,
         ApplyRequest,
         BatchOutcome,
+        ConfigRef,
         DiffReport,
         DiffRequest,
         PullRequest,
         ReconcileInput,
+        ReconcilePlan,
         ReconcileStatus,
         ReconcileSummary,
         ScanReport,
         ScanRequest,
+        SourcePlan,
     )
     from workflows.status import QUERY_STATUS
+
+
+async def resolve_config(request: ReconcileInput) -> ReconcilePlan:
+    """The run's config as the worker has it (sources by name, digest pinned), or the config an older version
+    carried in the input when replaying its history. A new execution that carries a config is refused."""
+    if request.inline:
+        assert isinstance(request.config, dict)
+        if workflow.patched(RECONCILE_BY_REFERENCE):
+            raise ApplicationError(
+                "refused: the input carries a reconciliation config; runs name their config and the worker reads "
+                "its own (CHANGELOOP_RECONCILE)",
+                type=INLINE_CONFIG_REFUSED,
+                non_retryable=True,
+            )
+        return ReconcilePlan.of(ReconcileConfig.model_validate(request.config), request.ref).model_copy(
+            update={"config": request.ref}
+        )
+    try:
+        return await calls.RESOLVE_RECONCILE(request.ref)
+    except ActivityError as error:
+        raise ApplicationError(failure_message(error), type=error_type(root_cause(error)), non_retryable=True) from None
 
 
 @workflow.defn(name="ReconcileWorkflow")
@@ -45,15 +77,22 @@ class ReconcileWorkflow:
     def status(self) -> ReconcileStatus:
         return self._status
 
+    def failure_report(self, error: BaseException) -> FailureReport | None:
+        """A refused start (a config in the input, an unknown or changed config) ran nothing: no incident."""
+        if isinstance(error, ApplicationError) and error.type in (INLINE_CONFIG_REFUSED, RECONCILE_CONFIG_CHANGED):
+            return None
+        return generic_report(error)
+
     @workflow.run
     async def run(self, request: ReconcileInput) -> ReconcileSummary:
-        config = request.config
+        plan = await resolve_config(request)
+        config = plan.config
         summary = ReconcileSummary(run=workflow.info().workflow_id, dry_run=request.dry_run)
-        summary.sources = list(await asyncio.gather(*(self._scan(s) for s in config.sources)))
+        summary.sources = list(await asyncio.gather(*(self._scan(config, s) for s in plan.sources)))
 
         self._status.phase = "pulling"
         pulled = await calls.PULL_CMDB(
-            PullRequest(scope=config.cmdb, key_fields=sorted({s.key_field for s in config.sources}))
+            PullRequest(scope=plan.cmdb, key_fields=sorted({s.key_field for s in plan.sources}))
         )
         summary.cmdb_cis = pulled.cis
 
@@ -79,10 +118,10 @@ class ReconcileWorkflow:
         self._status.phase = "done"
         return summary
 
-    async def _scan(self, source: Source) -> ScanReport:
+    async def _scan(self, config: ConfigRef, source: SourcePlan) -> ScanReport:
         try:
             scan = calls.SCAN_SOURCE.narrowed(timeout=source.timeout, retry=calls.attempts(source.attempts))
-            return await scan(ScanRequest(source=source))
+            return await scan(ScanRequest(config=config, source=source.name))
         except ActivityError as error:
             return ScanReport(source=source.name, kind=source.kind, ok=False, error=str(root_cause(error)))
 

@@ -30,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.change.models import NoteInput
     from workflows.failures import failure_message
-    from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookResult
+    from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookPlan, RunbookResult
+    from workflows.runbook.workflow import resolve_plan
     from workflows.status import QUERY_STATUS, StepOutcome, StepRecord
     from workflows.wave import report
     from workflows.wave.models import (
@@ -59,17 +60,25 @@ class PatchWaveWorkflow:
     def __init__(self, run: WaveRun) -> None:
         self._run = run
         self._state = run.state or WaveState()
-        self._params_error = ""
-        try:
-            self._params = WaveParams.model_validate(run.runbook.params)
-        except ValidationError as error:
-            self._params, self._params_error = WaveParams(), str(error)
+        # The runbook travels by reference: its params are read when run() has resolved it (an inline entry of an
+        # older history is read here already, so its status answers as it did).
+        self._entry: RunbookPlan | None = run.legacy_plan() if run.inline else None
+        self._params, self._params_error = WaveParams(), ""
+        self._read_params()
         # Derived counters, rebuilt from the carried state in each run: cheap window and budget checks.
         self._running = sum(1 for s in self._state.states.values() if s == CiState.RUNNING)
         self._failures = sum(1 for s in self._state.states.values() if s in FAILURES)
         self._wakeups = 0
         self._starting = 0  # child starts issued but not yet accepted by the server
         self._phase = "planning" if self._state.plan is None else "rolling"
+
+    def _read_params(self) -> None:
+        if self._entry is None:
+            return
+        try:
+            self._params, self._params_error = WaveParams.model_validate(self._entry.params), ""
+        except ValidationError as error:
+            self._params, self._params_error = WaveParams(), str(error)
 
     # -- messages ----------------------------------------------------------------------------------------------------
     @workflow.query(name=QUERY_STATUS)
@@ -124,6 +133,9 @@ class PatchWaveWorkflow:
     # -- the run -----------------------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, run: WaveRun) -> RunbookResult:
+        # Every run (a continued one too) resolves the entry by name and digest: nothing in the input sets params.
+        self._entry = await resolve_plan(run)
+        self._read_params()
         if self._params_error:
             raise ApplicationError(f"invalid wave params: {self._params_error}", type="InvalidWaveParams")
         if self._state.plan is None:
@@ -136,7 +148,11 @@ class PatchWaveWorkflow:
                 # once the server has accepted every start (a start still in flight would die with this run).
                 await workflow.wait_condition(lambda: self._starting == 0)
                 self._state.runs += 1
-                workflow.continue_as_new(run.model_copy(update={"state": self._state}))
+                assert self._entry is not None
+                ref = self._entry.ref  # an inline entry of an older run continues by reference
+                workflow.continue_as_new(
+                    run.model_copy(update={"state": self._state, "runbook": ref.name, "digest": ref.digest})
+                )
         self._phase = "draining"
         await self._wait(lambda: self._running == 0)
         if self._canary_pending():
@@ -275,8 +291,8 @@ class PatchWaveWorkflow:
 
     async def _flush(self, *, force: bool) -> None:
         """Notes go out at once after a quiet spell, then in batches of `note_batch_size` (as in RunbookWorkflow)."""
-        state, runbook = self._state, self._run.runbook
-        if not state.pending_notes:
+        state, runbook = self._state, self._entry
+        if not state.pending_notes or runbook is None:
             return
         quiet = state.last_flush is None or (workflow.now() - state.last_flush).total_seconds() >= (
             runbook.note_batch_seconds
@@ -330,7 +346,7 @@ class PatchWaveWorkflow:
         await self._report_step("patch hosts", StepOutcome.SUCCEEDED, started, report.headline(counts))
         issues = counts.rolled_back + counts.failed > 0
         return RunbookResult(
-            runbook=run.runbook.name,
+            runbook=run.name,
             succeeded=True,
             close_code="successful_issues" if issues else "successful",
             summary=summary,

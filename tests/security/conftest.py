@@ -1,0 +1,223 @@
+"""Security fixtures: the attacker's view of the worker (issue 12), on task queues of their own.
+
+`hardened` is an in-process worker whose outbound allowlist names no loopback address (so 127.0.0.1 and the metadata
+address are refused), with a registry of steps shaped like the production ones (`ssh ... {host}`, `ansible -l
+{host}`, `/opt/scripts/{x}.sh`, `http://{host}/...`) that leave marker files when they really run.
+`WorkerProcess` is the real `changeloop worker` in a process of its own, for what only a process shows: its
+environment, its log lines (stdlib included) and its start-up refusals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from config.registry import Registry, load_registry
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
+from worker import build_worker
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_NAME = "STEP_API_TOKEN"
+
+# {sandbox} is replaced by the sandbox's port: an HTTP step's port is written in the registry, never a value.
+REGISTRY = """
+runbooks:
+  touch_marker:
+    description: writes the marker file it is given (proves a step ran)
+    optional_inputs: [marker]
+    steps:
+      - name: mark
+        command: ["{python}", "-c", "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text('ran')", "{marker}"]
+
+  ssh_restart:
+    description: "shaped like ssh {host} systemctl restart app; records its argv in the marker"
+    optional_inputs: [host, marker]
+    steps:
+      - name: restart
+        command: ["{python}", "-c", "import pathlib, sys; pathlib.Path(sys.argv[-1]).write_text(repr(sys.argv))",
+                  "{host}", "systemctl", "restart", "app", "{marker}"]
+
+  ansible_limit:
+    description: "shaped like ansible-playbook site.yml -l {host}"
+    optional_inputs: [host, marker]
+    steps:
+      - name: playbook
+        command: ["{python}", "-c", "import pathlib, sys; pathlib.Path(sys.argv[-1]).write_text(repr(sys.argv))",
+                  "site.yml", "-l", "{host}", "{marker}"]
+
+  script_by_name:
+    description: "shaped like /opt/scripts/{script}.sh"
+    optional_inputs: [script, marker]
+    steps:
+      - name: run script
+        command: ["{python}", "-c", "import pathlib, sys; pathlib.Path(sys.argv[-1]).write_text(repr(sys.argv))",
+                  "/opt/scripts/{script}.sh", "{marker}"]
+
+  grep_pattern:
+    description: "a free value after -- may start with a dash"
+    inputs: [pattern]
+    steps:
+      - name: grep
+        after_double_dash: [pattern]
+        command: ["{python}", "-c", "import sys; print(sys.argv[1:])", "--", "{pattern}"]
+
+  health_probe:
+    description: "http://{host}/... with the port written in the registry"
+    inputs: [host]
+    steps:
+      - name: health
+        retries: 0
+        http: {url: "http://{host}:{sandbox}/sandbox/health"}
+
+  leaky:
+    description: a step that prints a configured secret in every form, and one that fails quoting it
+    optional_inputs: [host]
+    steps:
+      - name: print secret
+        env: {STEP_API_TOKEN: {secret: STEP_API_TOKEN}}
+        command: ["{python}", "-c", "import os, base64, urllib.parse; t = os.environ['STEP_API_TOKEN']; print('token', t); print('b64', base64.b64encode(t.encode()).decode()); print('b64url', base64.urlsafe_b64encode(t.encode()).decode()); print('quoted', urllib.parse.quote(t, safe='')); print('basic', base64.b64encode(('svc:' + t).encode()).decode()); print('bytes', t.encode()); print('webhook token', os.environ.get('CHANGELOOP_WEBHOOK_TOKEN', 'absent')); print('servicenow password', os.environ.get('CHANGELOOP_SERVICENOW_PASSWORD', 'absent'))"]
+      - name: fail quoting it
+        retries: 0
+        env: {STEP_API_TOKEN: {secret: STEP_API_TOKEN}}
+        command: ["{python}", "-c", "import os, sys; t = os.environ['STEP_API_TOKEN']; print('using', t); sys.exit('refused: Authorization: Bearer ' + t)"]
+
+match:
+  - category: SecLeaky
+    runbook: leaky
+  - category: SecSsh
+    runbook: ssh_restart
+
+hosts:
+  default: fleet
+  drivers:
+    fleet: {driver: http, base_url: "{servicenow_url}/fleet"}
+"""
+
+
+@pytest.fixture(scope="session")
+def security_registry_file(tmp_path_factory: pytest.TempPathFactory, sandbox_url: str) -> Path:
+    port = sandbox_url.rsplit(":", 1)[1]
+    path = tmp_path_factory.mktemp("security") / "runbooks.yaml"
+    path.write_text(REGISTRY.replace("{sandbox}", port))
+    return path
+
+
+@pytest.fixture(scope="session")
+def security_registry(security_registry_file: Path) -> Registry:
+    return load_registry(security_registry_file)
+
+
+@pytest.fixture(scope="session")
+def hardened_settings(settings: Settings) -> Settings:
+    """The session's settings with an allowlist that names no local address: only a documentation network."""
+    return settings.model_copy(update={"task_queue": "security-hardened", "outbound_allow": ["203.0.113.0/24"]})
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def hardened(
+    temporal_client: Client, hardened_settings: Settings, security_registry: Registry, sandbox: Any
+) -> AsyncIterator[Any]:
+    async with ServiceNowClient.from_settings(hardened_settings) as sn:
+        async with build_worker(temporal_client, hardened_settings, security_registry, sn) as running:
+            yield running
+
+
+def marker(tmp_path: Path) -> Path:
+    return tmp_path / f"ran-{uuid.uuid4().hex[:8]}"
+
+
+async def scheduled_activities(client: Client, workflow_id: str) -> list[str]:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+def payload_texts(node: Any) -> Iterator[str]:
+    """Every payload's data in a history's JSON, decoded (they sit base64-encoded under "data")."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "data" and isinstance(value, str):
+                yield base64.b64decode(value).decode(errors="replace")
+            else:
+                yield from payload_texts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from payload_texts(item)
+
+
+# -- the real worker process -----------------------------------------------------------------------------------------
+def strong_secret(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+class WorkerProcess:
+    """`python -m starter.cli worker` with its own environment; stdout and stderr go to `log`."""
+
+    def __init__(self, settings: Settings, env: dict[str, str], log: Path) -> None:
+        self.settings, self.log = settings, log
+        keep = {k: v for k, v in os.environ.items() if not k.startswith("CHANGELOOP_")}
+        self.env = (
+            keep
+            | {
+                "CHANGELOOP_TEMPORAL_ADDRESS": settings.temporal_address,
+                "CHANGELOOP_TEMPORAL_NAMESPACE": settings.temporal_namespace,
+                "CHANGELOOP_SERVICENOW_URL": settings.servicenow_url,
+                "CHANGELOOP_UI_URL": settings.ui_url,
+                "PYTHONPATH": str(ROOT),
+                "PYTHONUNBUFFERED": "1",
+            }
+            | env
+        )
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> WorkerProcess:
+        with self.log.open("wb") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "starter.cli", "worker", env=self.env, cwd=self.log.parent, stdout=out, stderr=out
+            )
+        return self
+
+    async def exit_code(self, within: float = 60) -> int:
+        assert self.process is not None
+        return await asyncio.wait_for(self.process.wait(), within)
+
+    async def polling(self, client: Client, within: float = 60) -> None:
+        """Until the process polls its task queue (its start-up is not the test's time)."""
+        request = DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=self.env["CHANGELOOP_TASK_QUEUE"])
+        )
+        deadline = time.monotonic() + within
+        while not (await client.workflow_service.describe_task_queue(request)).pollers:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker polls after {within} s: {self.log.read_text()[-3000:]}")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 20)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
