@@ -12,6 +12,8 @@ from typing import Any
 from temporalio.client import Client
 
 from activities.change.tickets import TicketActivities
+from activities.evidence.attachments import AttachmentActivities
+from activities.evidence.tasks import ChangeTaskActivities
 from activities.flow.callbacks import CallbackActivities
 from activities.incident.records import IncidentActivities
 from activities.poll.intake import IntakeActivities
@@ -60,11 +62,16 @@ def central_activities(
     sites = SiteActivities(sn, settings)
     incidents = IncidentActivities(sn, settings)
     reconcile = ReconcileActivities(sn, settings, secrets)
+    files = AttachmentActivities(sn, settings)
+    tasks = ChangeTaskActivities(sn, settings)
     return [
         tickets.load_change,
         tickets.begin_implementation,
         tickets.add_work_note,
         tickets.close_change,
+        files.attach_file,
+        tasks.open_change_task,
+        tasks.close_change_task,
         lookups.resolve_runbook,
         lookups.resolve_flow,
         lookups.resolve_run,

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     incident_resolve_wait: timedelta = timedelta(days=30)  # how long the incident workflow waits for `resolve`
     incident_create_timeout: timedelta = timedelta(seconds=10)  # start_to_close of the create; a hang retries
 
+    # -- evidence on the ticket (activities/evidence/, README "Attachments and change tasks") ----------------------
+    # One attachment's cap, below the instance's com.glide.attachment.max_size: a longer text keeps its head and tail.
+    attachment_max_bytes: int = 5 * 1024 * 1024
+
     # -- a real cluster or Temporal Cloud (starter/temporal.py `connect_config`) --------------------------------------
     temporal_tls: bool = False  # TLS with the system's CA roots; implied by any of the files below or an API key
     temporal_tls_cert: Path | None = None  # client certificate (PEM) for mTLS, with temporal_tls_key

@@ -166,14 +166,20 @@ class ServiceNowClient:
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
+        """One call with the retry rules above. `content` + `headers` send a raw body (the Attachment API's upload
+        carries the file itself, typed by its Content-Type) instead of `json`."""
         reauthenticated = False
         attempt = 0
         while True:
             attempt += 1
-            headers = {"Authorization": await self.auth.authorization(self._http)}
+            sent = {**(headers or {}), "Authorization": await self.auth.authorization(self._http)}
             try:
-                response = await self._http.request(method, path, params=params, json=json, headers=headers)
+                response = await self._http.request(
+                    method, path, params=params, json=json, content=content, headers=sent
+                )
             except httpx.TransportError as exc:
                 self._count("transport_error")
                 error: ServiceNowError = TransportError(

@@ -22,6 +22,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from servicenow import errors as servicenow_errors
     from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput
+    from workflows.evidence.models import AttachInput, AttachResult, CloseTaskInput, OpenTaskInput, TaskRef
     from workflows.flow.models import CallbackInput, FlowName
     from workflows.incident.models import (
         Impact,
@@ -123,6 +124,11 @@ LOAD_CHANGE: Call[str, ChangeTicket] = Call("load_change", ChangeTicket, MINUTE,
 BEGIN_IMPLEMENTATION: Call[BeginInput, BeginResult] = Call("begin_implementation", BeginResult, MINUTE, SERVICENOW)
 ADD_WORK_NOTE: Call[NoteInput, None] = Call("add_work_note", None, MINUTE, SERVICENOW)
 CLOSE_CHANGE: Call[CloseInput, str] = Call("close_change", str, MINUTE, SERVICENOW)
+
+# -- evidence on the ticket (activities/evidence/): each write looks its natural key up first, so it is retried freely --
+ATTACH_FILE: Call[AttachInput, AttachResult] = Call("attach_file", AttachResult, 2 * MINUTE, SERVICENOW)
+OPEN_CHANGE_TASK: Call[OpenTaskInput, TaskRef] = Call("open_change_task", TaskRef, MINUTE, SERVICENOW)
+CLOSE_CHANGE_TASK: Call[CloseTaskInput, TaskRef] = Call("close_change_task", TaskRef, MINUTE, SERVICENOW)
 
 # -- runbooks and flows (activities/runbook/, activities/flow/) -------------------------------------------------------
 RESOLVE_RUNBOOK: Call[ResolveInput, RunbookChoice] = Call("resolve_runbook", RunbookChoice, MINUTE, SERVICENOW)

@@ -1,0 +1,40 @@
+"""What leaves the worker as evidence (attachments, task close notes): scrubbed of secrets, and of a bounded size.
+
+Step output is whatever a command printed, so it may hold a password or a token: every text goes through the
+project's scrubber first (the configured secret values, then anything shaped like `password=…` or a Bearer header).
+A text over the cap keeps its head and, larger, its tail - the end of an output is where a failure shows - with a
+line saying how much was cut.
+"""
+
+from __future__ import annotations
+
+from activities.incident.text import scrub
+from config.settings import Settings
+
+CUT_LINE = "\n[... {cut} bytes cut by changeloop: the attachment cap is {cap} bytes ...]\n"
+EXCERPT_CHARS = 1500  # a task's close notes quote this much of the step's output (its end)
+
+
+def clean(settings: Settings, text: str) -> str:
+    return scrub(text, settings.secret_values())
+
+
+def capped(text: str, cap: int) -> tuple[bytes, bool]:
+    """`text` as UTF-8 of at most `cap` bytes (when cap leaves room for the cut line), and whether it was cut."""
+    data = text.encode()
+    if len(data) <= cap:
+        return data, False
+    marker = CUT_LINE.format(cut=len(data) - cap, cap=cap).encode()
+    room = cap - len(marker)
+    if room <= 0:
+        return data[-cap:].decode(errors="ignore").encode(), True
+    head = room // 3
+    # A cut may split a character: decoding with errors="ignore" drops its broken half.
+    kept = data[:head].decode(errors="ignore").encode() + marker
+    return kept + data[len(data) - (room - head) :].decode(errors="ignore").encode(), True
+
+
+def excerpt(text: str, chars: int = EXCERPT_CHARS) -> str:
+    """The end of an output, for a close note: a note is read on a form, the full text is in the attachment."""
+    text = text.strip()
+    return text if len(text) <= chars else "…" + text[-chars:]
