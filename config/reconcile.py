@@ -135,7 +135,24 @@ class HttpSource(SourceBase):
         return value
 
 
-Source = Annotated[AwsEc2Source | KubernetesSource | CommandSource | HttpSource, Field(discriminator="kind")]
+class ProxmoxSource(SourceBase):
+    """Proxmox VE's cluster resources (`GET <url>/api2/json/cluster/resources?type=vm`): every QEMU VM and LXC
+    container of the cluster, keyed by vmid, read with an API token (activities/reconcile/proxmox.py)."""
+
+    kind: Literal["proxmox"]
+    url: str  # the API's origin, e.g. https://pve1.example.com:8006
+    token_id: str = Field(pattern=r"^[^\s@!=]+@[^\s@!=]+![^\s@!=]+$")  # user@realm!tokenid: a name, not a secret
+    token_secret: SecretRef  # `{secret: NAME}`: the worker's named secret holding the token's secret (config/secrets.py)
+    verify_tls: bool = True
+    ca_file: str | None = None  # the cluster's CA (PEM): Proxmox signs its own certificate by default
+    include_templates: bool = False  # a template is no running machine
+    ci_class: str = "cmdb_ci_server"
+    key_field: str = "object_id"  # the CMDB field holding the vmid
+
+
+Source = Annotated[
+    AwsEc2Source | KubernetesSource | CommandSource | HttpSource | ProxmoxSource, Field(discriminator="kind")
+]
 
 
 # -- what to do about drift ----------------------------------------------------------------------------------------
@@ -218,6 +235,8 @@ class ReconcileConfig(BaseModel):
                 names |= {source.bearer_token.secret} if source.bearer_token else set()
             if isinstance(source, CommandSource | KubernetesSource):
                 names |= {v.secret for v in source.env.values() if isinstance(v, SecretRef)}
+            if isinstance(source, ProxmoxSource):
+                names.add(source.token_secret.secret)
         return names
 
 

@@ -3,7 +3,8 @@
 - `aws_ec2`: boto3 `describe_instances`, every page, every configured region (in parallel threads: boto3 is sync);
 - `kubernetes`: the nodes of `kubectl get nodes -o json`, or a file holding that JSON;
 - `command`: any argv that prints a JSON list (Terraform state, Proxmox, a script), through a field mapping;
-- `http`: a JSON endpoint, through the same mapping.
+- `http`: a JSON endpoint, through the same mapping;
+- `proxmox`: Proxmox VE's cluster resources with an API token (activities/reconcile/proxmox.py).
 
 A source either answers completely or raises `SourceError`: a half-read inventory would turn every host it did not
 reach into a "missing" CI, so there is no partial success.
@@ -238,11 +239,18 @@ async def scan_http(source: HttpSource, secrets: NamedSecrets) -> list[Inventory
     return records_from_items(items, source.mapping, source.name, source.ci_class)
 
 
+async def _scan_proxmox(source: Any, secrets: NamedSecrets) -> list[InventoryRecord]:
+    from activities.reconcile.proxmox import scan_proxmox  # it imports SourceError from here
+
+    return await scan_proxmox(source, secrets)
+
+
 _SCANNERS: dict[str, Callable[[Any, NamedSecrets], Awaitable[list[InventoryRecord]]]] = {
     "aws_ec2": scan_aws_ec2,
     "kubernetes": scan_kubernetes,
     "command": scan_command,
     "http": scan_http,
+    "proxmox": _scan_proxmox,
 }
 
 
