@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from config.settings import Settings, get_settings
-from starter.cli import change, common, doctor, incident, reconcile, schedules, wave
+from starter.cli import audit, change, common, doctor, incident, reconcile, schedules, wave
 from starter.cli.common import console, errors
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.add_typer(incident.app, name="incident")
 app.add_typer(reconcile.app, name="reconcile")
 app.add_typer(wave.app, name="wave")
 app.command("doctor")(doctor.doctor)
+app.command("audit")(audit.audit)
 
 
 # -- processes ---------------------------------------------------------------------------------------------------------

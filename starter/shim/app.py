@@ -13,7 +13,7 @@ from temporalio.client import Client
 from config.registry import Registry
 from config.settings import Settings
 from ops import scrub
-from starter.shim import executions, flows, incidents, ops, servicenow
+from starter.shim import audit, executions, flows, incidents, ops, servicenow
 from starter.shim.errors import install_error_handlers
 from starter.shim.guard import ApiGuard
 from starter.shim.ops import RequestMetrics, guard_codec
@@ -32,7 +32,7 @@ def create_app(settings: Settings, client: Client, registry: Registry) -> FastAP
     )
     app.state.settings, app.state.temporal, app.state.registry = settings, client, registry
     install_error_handlers(app)
-    for router in (servicenow.router, flows.router, executions.router, incidents.router, ops.router):
+    for router in (servicenow.router, flows.router, executions.router, audit.router, incidents.router, ops.router):
         app.include_router(router)
     guard_codec(app, settings)  # /codec/* tokens and CORS (starter/shim/ops.py)
     # Added last = outermost: the access log and the request counters see every answer, the guard's refusals too.
