@@ -61,6 +61,8 @@ CHANGE_FIELDS = [
     "correlation_display",
 ]
 MESSAGE_FIELDS = ("approver", "decision", "comments")
+# The identity the history records for a signal one workflow sent another.
+WORKFLOW_SENDER = "history-service"
 
 
 class AuditError(LookupError):
@@ -624,8 +626,19 @@ def _iso(text: Any) -> str:
         return str(text or "")
 
 
+def _short(stamp: str, day: str) -> str:
+    """`2025-06-01 10:00:00 UTC` as `10:00:00` on `day`; dated otherwise."""
+    if day and stamp.startswith(day):
+        return stamp[11:19]
+    return stamp.removesuffix(" UTC")
+
+
 def _quoted(text: str) -> list[str]:
-    return [f"> {line}" if line.strip() else ">" for line in text.splitlines()] + [""]
+    """A ticket's text as it was written: a fenced block keeps its lines, and nothing in it is read as Markdown."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return [f"{fence}text", *text.splitlines(), fence, ""]
 
 
 def _link(label: str, url: str) -> str:
@@ -690,7 +703,9 @@ def to_markdown(report: AuditReport) -> str:
         if not e.detailed:
             out += ["(a wave's host: listed, history not read here)", ""]
             continue
+        day = e.started_at[:10]
         if e.activities:
+            out += [f"Activities (times UTC on {day} unless dated):", ""]
             out += _table(
                 ["event", "activity", "subject", "scheduled", "last attempt started", "ended", "attempts", "outcome"],
                 [
@@ -698,9 +713,9 @@ def to_markdown(report: AuditReport) -> str:
                         a.event_id,
                         a.activity,
                         a.subject,
-                        a.scheduled_at,
-                        a.started_at,
-                        a.ended_at,
+                        _short(a.scheduled_at, day),
+                        _short(a.started_at, day),
+                        _short(a.ended_at, day),
                         a.attempts,
                         a.outcome + (f": {a.error}" if a.error else ""),
                     ]
@@ -715,19 +730,28 @@ def to_markdown(report: AuditReport) -> str:
                     [
                         s.get("name"),
                         s.get("outcome"),
-                        _iso(s.get("started_at")),
-                        _iso(s.get("ended_at")),
+                        _short(_iso(s.get("started_at")), day),
+                        _short(_iso(s.get("ended_at")), day),
                         s.get("detail"),
                     ]
                     for s in e.steps
                 ],
             )
-        if e.messages:
-            out += ["Messages received:", ""]
+        # Signals between workflows (a runbook's step_progress, a relayed decision) are counted; messages from
+        # clients - people, the shim, the CLI - are listed with who sent them.
+        relayed = [m for m in e.messages if m.identity == WORKFLOW_SENDER]
+        sent = [m for m in e.messages if m.identity != WORKFLOW_SENDER]
+        if sent:
+            out += ["Messages received from clients:", ""]
             out += _table(
                 ["event", "at", "kind", "name", "from (client identity)", "content"],
-                [[m.event_id, m.at, m.kind, m.name, m.identity, _gate_text(m.fields)] for m in e.messages],
+                [[m.event_id, _short(m.at, day), m.kind, m.name, m.identity, _gate_text(m.fields)] for m in sent],
             )
+        if relayed:
+            counts: dict[str, int] = {}
+            for m in relayed:
+                counts[m.name] = counts.get(m.name, 0) + 1
+            out += ["Signals from other workflows: " + ", ".join(f"{n} x{c}" for n, c in counts.items()), ""]
         if e.children:
             out += [f"Started: {', '.join(e.children)}", ""]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from servicenow.change_request import ChangeState
 from servicenow.client import BasicAuth, ServiceNowClient
@@ -95,8 +96,29 @@ async def walkthrough(config: DevConfig, console: Any, within: float) -> TicketR
         report = await ticket_report(sn, sys_id)
     _print_report(console, report, link)
     _check(report, number, link)
+    await _evidence(config, console, number, sys_id)
     await reconcile_scenario(config, console)  # the CMDB kept honest: starter/demo_reconcile.py
     return report
+
+
+async def _evidence(config: DevConfig, console: Any, number: str, sys_id: str) -> None:
+    """What an auditor finds later: the files on the ticket, and the audit export of the change (starter/audit.py)."""
+    from rich.markdown import Markdown
+
+    from ops.connect import connect
+    from servicenow import attachments
+    from starter.audit import build_audit, to_markdown
+
+    settings = config.client_settings().model_copy(
+        update={"servicenow_username": ADMIN_USER[0], "servicenow_password": SecretStr(ADMIN_USER[1])}
+    )
+    async with ServiceNowClient(config.sandbox_url, BasicAuth(*ADMIN_USER)) as sn:
+        files = await attachments.list_attachments(sn, "change_request", sys_id)
+    names = ", ".join(f"{f.file_name} ({f.size} bytes)" for f in files)
+    console.print(f"attachments on {number}: {names or 'none'}", highlight=False)
+    report = await build_audit(settings, await connect(settings), number)
+    console.print(f"\naudit export of {number} (`changeloop audit {number} --format md`):")
+    console.print(Markdown(to_markdown(report)))
 
 
 async def _watch(
