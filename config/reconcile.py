@@ -142,7 +142,9 @@ class ProxmoxSource(SourceBase):
     kind: Literal["proxmox"]
     url: str  # the API's origin, e.g. https://pve1.example.com:8006
     token_id: str = Field(pattern=r"^[^\s@!=]+@[^\s@!=]+![^\s@!=]+$")  # user@realm!tokenid: a name, not a secret
-    token_secret: SecretRef  # `{secret: NAME}`: the worker's named secret holding the token's secret (config/secrets.py)
+    token_secret: (
+        SecretRef  # `{secret: NAME}`: the worker's named secret holding the token's secret (config/secrets.py)
+    )
     verify_tls: bool = True
     ca_file: str | None = None  # the cluster's CA (PEM): Proxmox signs its own certificate by default
     include_templates: bool = False  # a template is no running machine

@@ -1,22 +1,26 @@
 """What leaves the worker as evidence (attachments, task close notes): scrubbed of secrets, and of a bounded size.
 
-Step output is whatever a command printed, so it may hold a password or a token: every text goes through the
-project's scrubber first (the configured secret values, then anything shaped like `password=…` or a Bearer header).
+Step output is whatever a command printed, so it may hold a password or a token: every text goes through the one
+scrubber (ops/scrub.py: the settings' secrets and the worker's named secrets in every form they travel in, then
+anything shaped like `password=…`, `token: …` or a Bearer header).
 A text over the cap keeps its head and, larger, its tail - the end of an output is where a failure shows - with a
 line saying how much was cut.
 """
 
 from __future__ import annotations
 
-from activities.incident.text import scrub
 from config.settings import Settings
+from ops.scrub import SCRUBBER
 
 CUT_LINE = "\n[... {cut} bytes cut by changeloop: the attachment cap is {cap} bytes ...]\n"
 EXCERPT_CHARS = 1500  # a task's close notes quote this much of the step's output (its end)
 
 
 def clean(settings: Settings, text: str) -> str:
-    return scrub(text, settings.secret_values())
+    """The process's scrubber over `text` (the worker installed it at start); the settings' secrets join it if it
+    did not know them yet (an activity built outside a worker, in a test)."""
+    SCRUBBER.add(settings.secret_values())
+    return SCRUBBER.text(text)
 
 
 def capped(text: str, cap: int) -> tuple[bytes, bool]:

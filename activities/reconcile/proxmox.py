@@ -91,7 +91,9 @@ async def scan_proxmox(source: ProxmoxSource, secrets: NamedSecrets) -> list[Inv
     verify = _verify(source)
     try:
         async with httpx.AsyncClient(timeout=source.timeout.total_seconds(), verify=verify) as http:
-            response = await http.get(url, params={"type": "vm"}, headers={"Authorization": authorization(source, secrets)})
+            response = await http.get(
+                url, params={"type": "vm"}, headers={"Authorization": authorization(source, secrets)}
+            )
     except httpx.HTTPError as exc:
         # The message names the URL and the error class, never the header that carries the secret.
         raise SourceError(f"{source.name}: GET {url}: {type(exc).__name__}: {exc}") from exc
