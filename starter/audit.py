@@ -141,7 +141,7 @@ class Approval(BaseModel):
     approver: str = ""
     decided_at: str = ""
     comments: str = ""
-    proof: str = ""  # how the decision was proven: the gate's own proof, else the history's record of the message
+    proof: str = ""  # how the decision was proven: the gate's own proof, and the history's record of the message
     gate: dict[str, Any] = {}
     messages: list[Message] = []
 
@@ -522,13 +522,16 @@ def _approval(execution: Execution) -> Approval | None:
     if status in ("", "not_required", "pending") and not decisions:
         return None
     approver = str(gate.get("approver") or next((m.fields.get("approver", "") for m in decisions), ""))
-    proof = _gate_text(gate.get("proof"))
-    if not proof and decisions:
+    # Both kinds of evidence when there are both: the gate's own proof (how it judged the decision), and the
+    # history's record of the message that carried it (who sent it, when).
+    proofs = [f"gate proof: {text}"] if (text := _gate_text(gate.get("proof"))) else []
+    if decisions:
         first = next((m for m in decisions if m.fields.get("approver") == approver), decisions[0])
-        proof = (
+        proofs.append(
             f"Temporal {first.kind} '{first.name}' recorded in {execution.workflow_id}'s history "
             f"(event {first.event_id}, {first.at}) from client identity '{first.identity or 'unknown'}'"
         )
+    proof = "; ".join(proofs)
     decided = gate.get("decided_at")
     return Approval(
         execution=execution.workflow_id,

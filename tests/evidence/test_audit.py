@@ -73,7 +73,7 @@ async def test_the_audit_of_a_gated_change_names_the_approver_and_the_proof(
 
     report = await build_audit(evidence_settings, temporal_client, number)
 
-    [approval] = report.approvals
+    approval = next(a for a in report.approvals if a.execution == f"change-{number}")
     assert approval.execution == f"change-{number}" and approval.status == "approved"
     assert approval.approver == "alice.ops" and approval.comments == "window agreed with CAB"
     assert approval.decided_at and "decide" in approval.proof and "identity" in approval.proof
