@@ -15,6 +15,7 @@ from activities.change.tickets import TicketActivities
 from activities.evidence.attachments import AttachmentActivities
 from activities.evidence.tasks import ChangeTaskActivities
 from activities.flow.callbacks import CallbackActivities
+from activities.gate.approvals import GateActivities
 from activities.incident.records import IncidentActivities
 from activities.poll.intake import IntakeActivities
 from activities.reconcile.pipeline import ReconcileActivities
@@ -64,6 +65,7 @@ def central_activities(
     reconcile = ReconcileActivities(sn, settings, secrets)
     files = AttachmentActivities(sn, settings)
     tasks = ChangeTaskActivities(sn, settings)
+    gate = GateActivities(sn, settings)
     return [
         tickets.load_change,
         tickets.begin_implementation,
@@ -75,6 +77,10 @@ def central_activities(
         lookups.resolve_runbook,
         lookups.resolve_flow,
         lookups.resolve_run,
+        gate.gate_policy,
+        gate.verify_decision,
+        gate.check_approver,
+        gate.check_servicenow_approvals,
         intake.find_approved_changes,
         intake.start_change_workflows,
         callbacks.post_callback,

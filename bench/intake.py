@@ -39,7 +39,7 @@ from workflows.change.models import ChangeInput, ChangeTicket, NoteInput
 from workflows.change.workflow import ChangeRequestWorkflow
 from workflows.runbook.models import ResolveInput, RunbookChoice
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789abcdef0123456789abcdef"  # 32+ characters: shorter tokens stop the shim
 RATE_QUEUE = "bench-intake-rate"  # no worker polls it: phase 1 measures intake alone
 LATENCY_QUEUE = "bench-intake-latency"
 PER_ROUND = int(os.environ.get("BENCH_INTAKE_N", "300"))

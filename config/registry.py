@@ -158,8 +158,26 @@ def parse_registry(text: str, source: str = "<registry>") -> Registry:
             where = ".".join(str(p) for p in loc) or "(top level)"
             problems.append(f"{source}{f':{line}' if line else ''}: {where}: {err['msg']}")
         raise RegistryError("invalid runbook registry:\n  " + "\n  ".join(problems)) from exc
+    problems = [
+        f"{source}{f':{line}' if (line := line_of(text, ('runbooks', name))) else ''}: runbooks.{name}.approvers: {why}"
+        for name, why in unapprovable(registry)
+    ]
+    if problems:
+        raise RegistryError("invalid runbook registry:\n  " + "\n  ".join(problems))
     registry.source = source
     return registry
+
+
+def unapprovable(registry: Registry) -> list[tuple[str, str]]:
+    """Destructive runbooks that nobody could approve. Checked when a registry file is loaded (not in the Runbook
+    model: a runbook recorded in an old workflow history must still deserialize)."""
+    return [
+        (name, "a destructive runbook needs `approvers` (ServiceNow user names) or `approver_group` (a group)")
+        for name, runbook in registry.runbooks.items()
+        if runbook.destructive
+        and not [a for a in runbook.approvers if a.strip()]
+        and not runbook.approver_group.strip()
+    ]
 
 
 def load_registry(path: Path | str | None = None) -> Registry:

@@ -224,7 +224,12 @@ class Runbook(BaseModel):
     production: bool = True
     timeout: Duration = timedelta(hours=1)
     approval_timeout: Duration = timedelta(hours=24)
-    approvers: list[str] = []  # empty = anyone may approve
+    # Who may approve a destructive runbook (docs/architecture.md, "Trust"): ServiceNow user names and/or a ServiceNow
+    # group whose members may. The registry refuses a destructive runbook that names neither (config/registry.py).
+    approvers: list[str] = []
+    approver_group: str = ""
+    # The change types that may run this runbook; a normal or emergency change reaches Scheduled through its CAB.
+    change_types: list[Literal["standard", "normal", "emergency"]] = ["standard"]
     params: dict[str, str] = {}
     inputs: list[str] = []  # required named inputs for /api/flows/{flow}/run
     optional_inputs: list[str] = []

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.principals import PrincipalConfig
+from config.runbooks import Duration
 from config.secrets import MIN_SECRET_LENGTH
 
 SECRET_FIELDS = (
@@ -27,6 +29,8 @@ SECRET_FIELDS = (
     "temporal_api_key",
     "encryption_keys",
     "codec_tokens",
+    "decision_key",
+    "callback_signing_key",
 )
 
 
@@ -145,9 +149,27 @@ class Settings(BaseSettings):
             raise ValueError(f"CHANGELOOP_CHILD_ENV passes named secrets to every child process: {', '.join(both)}")
         return self
 
+    # -- callers and approvals (README "Security model", config/principals.py, workflows/gate/) ----------------------
+    # The shim's callers: name, sha256 of the bearer token, scopes (JSON in the environment), and/or a YAML file of
+    # them. WEBHOOK_TOKEN alone (the single-token setup) is the principal `servicenow` with scope change:webhook.
+    principals: list[PrincipalConfig] = []
+    principals_file: Path | None = None
+    # HMAC-SHA256 key shared by the shim and the worker only: the shim signs each decision it relays, the worker
+    # checks the signature, so nobody with access to the Temporal frontend can claim "the shim said alice approved".
+    decision_key: SecretStr | None = None
+    decision_max_age: Duration = timedelta(minutes=5)  # a signed decision older than this on arrival is refused
+    # Signs flow-run callbacks (X-Changeloop-Signature); unset: callbacks go unsigned.
+    callback_signing_key: SecretStr | None = None
+    # Declare that the Temporal cluster itself authorizes who may signal (mTLS + authorizer, Temporal Cloud roles):
+    # then `temporal workflow signal/update` decides a gate as the approver it names. Off: such a signal only makes
+    # the gate check ServiceNow's approval records now. On in `changeloop dev` and the demo.
+    temporal_authorizes_decisions: bool = False
+    approval_poll_interval: Duration = timedelta(seconds=60)  # how often a waiting gate re-reads the approvals
+    shim_docs: bool = True  # /docs and /openapi.json (behind a valid token); false: not served at all
+
     def secret_values(self) -> list[str]:
         """Every configured secret, for the scrubber: whole values, and each item of a list of keys or tokens."""
-        values: list[str] = []
+        values: list[str] = [p.token.get_secret_value() for p in self.principals if p.token]
         for field in SECRET_FIELDS:
             secret = getattr(self, field)
             if secret is not None and secret.get_secret_value():

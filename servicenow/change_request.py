@@ -123,3 +123,5 @@ class ChangeRequest(Task):
     cmdb_ci_name: Display = Field(default="", validation_alias="cmdb_ci")
     start_date: Text = ""
     end_date: Text = ""
+    on_hold: Text = ""  # "true" | "false"
+    on_hold_reason: Text = ""

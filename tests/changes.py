@@ -4,6 +4,7 @@ do, and a start through the same path the shim and the poll use."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from workflows.change.models import ChangeInput, ChangeResult
+from workflows.gate.models import DecideInput, Decision
+from workflows.gate.signing import signed
 from workflows.starts import start_change
 
 TEST_REGISTRY = Path(__file__).with_name("runbooks.yaml")
@@ -31,12 +34,15 @@ class Changes:
         category: str = "",
         ci: str = "payments-api",
         approved: bool = True,
+        number: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": "standard",
             "short_description": f"test change {uuid.uuid4().hex[:8]}",
             "category": category,
         }
+        if number:  # a sandbox of its own numbers from CHG0030004 too: its changes need numbers of their own
+            body["number"] = number
         if template:
             found = await self.sn.first("std_change_producer_version", Query().eq("name", template), fields=["sys_id"])
             assert found, f"template {template!r} is not seeded"
@@ -62,3 +68,12 @@ class Changes:
 async def start(client: Client, settings: Settings, number: str, source: str = "webhook") -> WorkflowHandle[Any, Any]:
     workflow_id, run_id, _ = await start_change(client, settings, ChangeInput(number=number, source=source))  # type: ignore[arg-type]
     return client.get_workflow_handle(workflow_id, run_id=run_id, result_type=ChangeResult)
+
+
+def signed_decision(
+    settings: Settings, execution_id: str, approver: str, decision: Decision, comments: str = ""
+) -> DecideInput:
+    """A decision as the shim sends it for an authenticated principal: signed with the decision key."""
+    assert settings.decision_key is not None
+    unsigned = DecideInput(approver=approver, decision=decision, comments=comments)
+    return signed(settings.decision_key.get_secret_value(), unsigned, execution_id, datetime.now(UTC))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.principals import PrincipalConfig
 from config.registry import Registry, load_registry
 from config.settings import Settings
 from servicenow.auth import BasicAuth
@@ -37,7 +39,28 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SearchAttributeKey.for_keyword("TicketState"),
 ]
 
-WEBHOOK_TOKEN = "test-webhook-token-7f3a"
+# The shim's callers in tests (README "Security model"): CHANGELOOP_WEBHOOK_TOKEN alone is the `servicenow`
+# principal (change:webhook only, the upgrade path); the others are principals with their own tokens and scopes.
+WEBHOOK_TOKEN = "test-webhook-token-7f3a-servicenow-0001"
+OPERATOR_TOKEN = "test-operator-token-5d2e-every-scope-0001"
+PRINCIPAL_TOKENS = {
+    "operator": OPERATOR_TOKEN,
+    "alice.ops": "test-alice-ops-token-3c9b-approves-0001",
+    "carol.cab": "test-carol-cab-token-8e1f-approves-0001",
+    "mallory": "test-mallory-token-6a4d-on-no-list-0001",
+    "reader": "test-reader-token-2b7c-reads-status-0001",
+    "servicenow-incidents": "test-incident-rule-token-1f5a-resolves-0001",
+}
+PRINCIPAL_SCOPES = {
+    "operator": ["change:webhook", "approval:decide", "execution:read", "incident:resolve", "flow:run:*"],
+    "alice.ops": ["approval:decide", "execution:read"],
+    "carol.cab": ["approval:decide", "execution:read"],
+    "mallory": ["approval:decide", "execution:read", "flow:run:maintenance_steps"],
+    "reader": ["execution:read"],
+    "servicenow-incidents": ["incident:resolve"],  # the incident-resolved Business Rule's token
+}
+DECISION_KEY = "test-decision-key-4f8a-shared-by-shim-and-worker"
+CALLBACK_SIGNING_KEY = "test-callback-signing-key-9d3e-own-secret"
 INTEGRATION_USER = ("changeloop.integration", "sn-integration-pw")
 ADMIN_USER = ("admin", "admin")
 OAUTH_CLIENT = ("changeloop", "changeloop-secret")
@@ -207,6 +230,16 @@ def settings(sandbox_url: str, temporal_env: WorkflowEnvironment) -> Settings:
         outbound_allow=["127.0.0.0/8"],
         secret_names=[],
         child_env=[],
+        principals=[
+            PrincipalConfig(name=name, token=SecretStr(token), scopes=PRINCIPAL_SCOPES[name])
+            for name, token in PRINCIPAL_TOKENS.items()
+        ],
+        principals_file=None,
+        decision_key=SecretStr(DECISION_KEY),
+        callback_signing_key=SecretStr(CALLBACK_SIGNING_KEY),
+        # The secure default: a plain Temporal signal proves nothing (tests of the CLI path turn it on).
+        temporal_authorizes_decisions=False,
+        approval_poll_interval=timedelta(seconds=1),
     )
 
 

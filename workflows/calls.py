@@ -24,6 +24,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput
     from workflows.evidence.models import AttachInput, AttachResult, CloseTaskInput, OpenTaskInput, TaskRef
     from workflows.flow.models import CallbackInput, FlowName
+    from workflows.gate.models import (
+        ApprovalFinding,
+        ApprovalQuery,
+        ApproverAnswer,
+        ApproverQuery,
+        GatePolicy,
+        Verification,
+        VerifyInput,
+    )
     from workflows.incident.models import (
         Impact,
         ImpactInput,
@@ -139,6 +148,15 @@ RESOLVE_RUN: Call[RunbookRef, RunbookPlan] = Call("resolve_runbook_entry", Runbo
 # Narrowed per step: the step's timeout, heartbeat and retries come from the registry.
 RUN_STEP: Call[StepInput, StepOutput] = Call("run_step", StepOutput, timedelta(minutes=5), attempts(3), 30 * SECOND)
 POST_CALLBACK: Call[CallbackInput, int] = Call("post_callback", int, MINUTE, CALLBACK)
+
+# -- the approval gate (activities/gate/): the gate's settings, a shim decision's signature, ServiceNow's approvals --
+GATE_POLICY: Call[None, GatePolicy] = Call("gate_policy", GatePolicy, MINUTE, SERVICENOW)
+VERIFY_DECISION: Call[VerifyInput, Verification] = Call("verify_decision", Verification, MINUTE, SERVICENOW)
+# A waiting gate narrows these to a few attempts: an instance that is down must not hold the gate's own deadline.
+CHECK_APPROVER: Call[ApproverQuery, ApproverAnswer] = Call("check_approver", ApproverAnswer, MINUTE, SERVICENOW)
+CHECK_APPROVALS: Call[ApprovalQuery, ApprovalFinding] = Call(
+    "check_servicenow_approvals", ApprovalFinding, MINUTE, SERVICENOW
+)
 
 # -- the scheduled poll (activities/poll/intake.py) -------------------------------------------------------------------
 FIND_APPROVED_CHANGES: Call[PollQuery, list[str]] = Call("find_approved_changes", list[str], 5 * MINUTE, POLL, MINUTE)

@@ -3,6 +3,8 @@
 Every write is safe to retry: state moves only step forward from the state the instance reports now, and a work
 note retried after a lost answer is looked up in the journal before it is written again. Work notes and close
 notes pass the scrubber (ops/scrub.py) on their way to the ticket: they quote step output.
+changeloop never moves a change through Assess or Authorize: those are the approval flow's moves
+(docs/architecture.md, "Trust"); it takes a change that ServiceNow has Scheduled to Implement, and nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from workflows import calls
 from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput
+from workflows.change.readiness import CHANGE_NOT_READY, state_label
 
 CHANGE_FIELDS = [
     "sys_id",
@@ -25,6 +28,8 @@ CHANGE_FIELDS = [
     "state",
     "type",
     "approval",
+    "on_hold",
+    "on_hold_reason",
     "category",
     "short_description",
     "cmdb_ci",
@@ -57,6 +62,8 @@ class TicketActivities:
             state=change.state,
             type=change.type or "standard",
             approval=change.approval,
+            on_hold=change.on_hold == "true",
+            on_hold_reason=change.on_hold_reason,
             category=change.category,
             template=change.template,
             cmdb_ci=change.cmdb_ci,
@@ -95,8 +102,17 @@ class TicketActivities:
         if self.settings.execution_url_field:
             reference[self.settings.execution_url_field] = url
         async with servicenow_errors():
-            await self.sn.update("change_request", request.ticket.sys_id, reference, fields=["sys_id"])
-            state = await self._walk_to(request.ticket, ChangeState.IMPLEMENT, {})
+            current = await self.sn.get(
+                "change_request", request.ticket.sys_id, fields=["state", "approval", "on_hold", "correlation_id"]
+            )
+            state = str(current.get("state", ""))
+            ours = state == ChangeState.IMPLEMENT and current.get("correlation_id") == workflow_id  # a retry
+            if not ours:
+                self._check_ready(request.ticket.number, current)
+                # Scheduled -> Implement, with the execution reference, in one write.
+                body = reference | {"state": ChangeState.IMPLEMENT.value}
+                await self.sn.update("change_request", request.ticket.sys_id, body, fields=["state"])
+            state = ChangeState.IMPLEMENT.value
         await self.add_work_note(
             NoteInput(
                 sys_id=request.ticket.sys_id,
@@ -104,6 +120,19 @@ class TicketActivities:
             )
         )
         return BeginResult(state=state, execution_url=url)
+
+    @staticmethod
+    def _check_ready(number: str, current: dict[str, object]) -> None:
+        """Re-read just before the write: the ticket may have changed since the workflow read it."""
+        problems = []
+        if current.get("approval") != "approved":
+            problems.append(f"its approval in ServiceNow is '{current.get('approval') or '(empty)'}', not 'approved'")
+        if current.get("state") != ChangeState.SCHEDULED:
+            problems.append(f"it is in state {state_label(str(current.get('state', '')))}, not Scheduled")
+        if current.get("on_hold") == "true":
+            problems.append("it is on hold")
+        if problems:
+            raise ApplicationError(f"{number}: " + "; ".join(problems), type=CHANGE_NOT_READY, non_retryable=True)
 
     @activity.defn(name=calls.ADD_WORK_NOTE.name)
     async def add_work_note(self, request: NoteInput) -> None:

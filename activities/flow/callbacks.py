@@ -1,4 +1,5 @@
-"""Flow-run callbacks: POST the result to the caller's URL, signed with HMAC-SHA256.
+"""Flow-run callbacks: POST the result to the caller's URL, signed with HMAC-SHA256 of CHANGELOOP_CALLBACK_SIGNING_KEY, a secret of its own (a
+receiver holds nothing that lets it call the shim).
 
 The signing key is read from the worker's settings here, so it never enters workflow history. The URL must pass the
 operator's outbound allowlist (ops/outbound.py: CHANGELOOP_OUTBOUND_ALLOW; loopback, link-local and private
@@ -43,8 +44,8 @@ class CallbackActivities:
     async def post_callback(self, request: CallbackInput) -> int:
         body = json.dumps(SCRUBBER.value(request.payload), sort_keys=True, default=str).encode()
         headers = {"Content-Type": "application/json"}
-        if self.settings.webhook_token:
-            headers[SIGNATURE_HEADER] = sign(body, self.settings.webhook_token.get_secret_value())
+        if self.settings.callback_signing_key:
+            headers[SIGNATURE_HEADER] = sign(body, self.settings.callback_signing_key.get_secret_value())
         async with httpx.AsyncClient(timeout=30) as http:
             try:
                 response = await outbound.send(http, "POST", request.url, self.allow, content=body, headers=headers)

@@ -102,7 +102,11 @@ def change_approve(
     approver: str = typer.Option(_default_approver(), help="Who approves (recorded in the ticket)."),
     comments: str = typer.Option("", help="Comments for the work note."),
 ) -> None:
-    """Approve the change's gate through the `decide` update (validated; answers the gate state)."""
+    """Approve the change's gate through the `decide` update (judged; answers the gate state).
+
+    Sent straight to Temporal: it counts as the named approver only where CHANGELOOP_TEMPORAL_AUTHORIZES_DECISIONS is
+    on (the cluster authorizes who may signal, as in `changeloop dev`); elsewhere it is refused as not proven and the
+    gate reads ServiceNow's approval records instead (README "Security model")."""
     common.run(_decide(common.settings(), number, approver, comments, approve=True))
 
 
@@ -112,13 +116,15 @@ def change_reject(
     approver: str = typer.Option(_default_approver(), help="Who rejects (recorded in the ticket)."),
     comments: str = typer.Option("", help="Why; goes into the close notes."),
 ) -> None:
-    """Reject the change's gate through the `decide` update; the change closes unsuccessful."""
+    """Reject the change's gate through the `decide` update; the change closes unsuccessful (same proof rules as
+    `approve`)."""
     common.run(_decide(common.settings(), number, approver, comments, approve=False))
 
 
 async def _decide(settings: Settings, number: str, approver: str, comments: str, *, approve: bool) -> int:
 
-    from workflows.change.models import UPDATE_DECIDE, DecideInput, Decision, GateState, change_workflow_id
+    from workflows.change.models import change_workflow_id
+    from workflows.gate.models import UPDATE_DECIDE, DecideInput, Decision, GateState
 
     client = await common.connect(settings, wait=0)
     handle = client.get_workflow_handle(change_workflow_id(number))

@@ -129,9 +129,15 @@ def shim(
 async def _serve_shim(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
+    from config.principals import PrincipalError
     from config.registry import load_registry
-    from starter.shim.app import create_app
+    from starter.shim.app import create_app, shim_principals
 
+    try:
+        shim_principals(settings)  # weak or placeholder tokens stop the shim here, before it listens
+    except PrincipalError as exc:
+        errors.print(f"[red]the shim will not start:[/red] {exc}", highlight=False)
+        return 2
     registry = load_registry(settings.runbooks)  # a bad registry stops the shim here, naming the line
     client = await common.connect(settings)
     server = uvicorn.Server(
@@ -150,6 +156,9 @@ def sandbox(
     webhook_token: str | None = typer.Option(
         None, help="Bearer token of the webhook (default: CHANGELOOP_WEBHOOK_TOKEN).", show_default=False
     ),
+    incident_token: str | None = typer.Option(
+        None, help="Bearer token of the incident-resolved rule (a principal with incident:resolve).", show_default=False
+    ),
     profile: str = typer.Option(
         "default",
         help="'realistic': 150 ms +- 50 ms per call, page cost per row, and the integration user's hourly rate limit.",
@@ -160,4 +169,4 @@ def sandbox(
 
     settings = get_settings()
     token = webhook_token or (settings.webhook_token.get_secret_value() if settings.webhook_token else None)
-    serve_sandbox(host, port, db, webhook_url, token, console, profile)
+    serve_sandbox(host, port, db, webhook_url, token, console, profile, incident_token)

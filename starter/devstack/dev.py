@@ -9,6 +9,7 @@ connection errors on the way down. Each child is waited for until it answers - a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import os
@@ -49,7 +50,13 @@ class DevConfig(BaseModel):
     state_dir: Path = Path(".changeloop")
     # False keeps everything in memory (the demo, CI): nothing survives, nothing collides with an earlier run.
     persist: bool = True
+    # One principal per role (README "Security model"), tokens generated unless given: the Business Rules' token
+    # (`servicenow`: change:webhook only) and the developer's (`operator`: every scope).
     webhook_token: str | None = None
+    incident_token: str | None = None  # the incident-resolved rule's (`servicenow-incidents`: incident:resolve)
+    operator_token: str | None = None
+    decision_key: str | None = None
+    callback_signing_key: str | None = None
     namespace: str = "default"
     task_queue: str = "changeloop"
     # None: children write to our terminal. A directory: one <name>.log each (the demo keeps its output tidy).
@@ -159,9 +166,12 @@ class DevStack:
     """Start with `await stack.start()`, stop with `stack.stop()` (also on failure during start)."""
 
     def __init__(self, config: DevConfig) -> None:
-        if config.webhook_token is None:
-            config = config.model_copy(update={"webhook_token": secrets.token_urlsafe(24)})
-        self.config = config
+        generated = {
+            name: secrets.token_urlsafe(32)
+            for name in ("webhook_token", "incident_token", "operator_token", "decision_key", "callback_signing_key")
+            if getattr(config, name) is None
+        }
+        self.config = config.model_copy(update=generated)
         self.children: list[Child] = []
         self._pgid: int | None = None
         self._temporal: Client | None = None
@@ -194,7 +204,13 @@ class DevStack:
                 "CHANGELOOP_SERVICENOW_URL": c.sandbox_url,
                 "CHANGELOOP_SERVICENOW_USERNAME": INTEGRATION_USER[0],
                 "CHANGELOOP_SERVICENOW_PASSWORD": INTEGRATION_USER[1],
-                "CHANGELOOP_WEBHOOK_TOKEN": c.webhook_token or "",
+                "CHANGELOOP_PRINCIPALS": json.dumps(self.principals()),
+                "CHANGELOOP_DECISION_KEY": c.decision_key or "",
+                "CHANGELOOP_CALLBACK_SIGNING_KEY": c.callback_signing_key or "",
+                # A laptop's dev server authorizes nobody, but it is the developer's own: `temporal workflow update`
+                # and `changeloop change approve` decide gates as the approver they name (README "Security model").
+                "CHANGELOOP_TEMPORAL_AUTHORIZES_DECISIONS": "true",
+                "CHANGELOOP_APPROVAL_POLL_INTERVAL": "5s",
                 # The dev stack's loopback services (sandbox, its fleet, a local callback receiver) may be called.
                 "CHANGELOOP_OUTBOUND_ALLOW": os.environ.get("CHANGELOOP_OUTBOUND_ALLOW") or "127.0.0.0/8,::1,localhost",
                 "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p),
@@ -203,6 +219,9 @@ class DevStack:
         )
         if self._reconcile:
             env["CHANGELOOP_RECONCILE"] = self._reconcile
+        # The principals above replace a single token from the developer's shell (it is `servicenow`'s token now).
+        env.pop("CHANGELOOP_WEBHOOK_TOKEN", None)
+        env.pop("CHANGELOOP_PRINCIPALS_FILE", None)
         # Basic auth against the sandbox; an OAuth client id in the developer's shell would point elsewhere.
         env.pop("CHANGELOOP_SERVICENOW_CLIENT_ID", None)
         env.pop("CHANGELOOP_SERVICENOW_CLIENT_SECRET", None)
@@ -217,6 +236,20 @@ class DevStack:
             env["CHANGELOOP_CODEC_DEV_LOOPBACK"] = "true"
             env["CHANGELOOP_CODEC_CORS_ORIGINS"] = json.dumps(c.ui_origins)
         return env
+
+    def principals(self) -> list[dict[str, object]]:
+        """The shim's callers: only hashes of their tokens travel to the shim's environment."""
+        c = self.config
+
+        def digest(token: str | None) -> str:
+            return hashlib.sha256((token or "").encode()).hexdigest()
+
+        everything = ["change:webhook", "approval:decide", "execution:read", "incident:resolve", "flow:run:*"]
+        return [
+            {"name": "servicenow", "token_sha256": digest(c.webhook_token), "scopes": ["change:webhook"]},
+            {"name": "servicenow-incidents", "token_sha256": digest(c.incident_token), "scopes": ["incident:resolve"]},
+            {"name": "operator", "token_sha256": digest(c.operator_token), "scopes": everything},
+        ]
 
     def _spawn(self, name: str, argv: list[str]) -> Child:
         log: IO[bytes] | None = None
@@ -279,7 +312,8 @@ class DevStack:
             temporal += ["--ui-codec-endpoint", c.codec_url]
         db = str(c.state_dir / "sandbox.sqlite3") if c.persist else ":memory:"
         sandbox = self._cli("sandbox", "--host", c.host, "--port", str(c.sandbox_port), "--db", db)
-        sandbox += ["--webhook-url", f"{c.shim_url}/api/servicenow/change"]
+        sandbox += ["--webhook-url", f"{c.shim_url}/api/servicenow/change", "--webhook-token", c.webhook_token or ""]
+        sandbox += ["--incident-token", c.incident_token or ""]
 
         # All at once: the worker and the shim retry their Temporal connection, so start-up costs the slowest
         # child's time rather than the sum (Python start-up dominates on two cores).
@@ -377,8 +411,10 @@ class DevStack:
             ("Temporal UI", c.ui_url, self._ui_note()),
             ("Sandbox ServiceNow", c.sandbox_url, f"{ADMIN_USER[0]}/{ADMIN_USER[1]}, {'/'.join(INTEGRATION_USER)}"),
             ("  OAuth client", f"{c.sandbox_url}/oauth_token.do", "changeloop / changeloop-secret"),
-            ("Starter shim", c.shim_url, f"Authorization: Bearer {c.webhook_token}"),
-            ("  OpenAPI", f"{c.shim_url}/docs", "(/openapi.json)"),
+            ("Starter shim", c.shim_url, f"operator (every scope): Bearer {c.operator_token}"),
+            ("  Business Rules", "", f"servicenow (change:webhook): Bearer {c.webhook_token}"),
+            ("", "", f"servicenow-incidents (incident:resolve): Bearer {c.incident_token}"),
+            ("  OpenAPI", f"{c.shim_url}/docs", "(/openapi.json; the operator token)"),
             ("State", str(c.state_dir.resolve()) if c.persist else "in memory", ""),
         ]
 
@@ -408,7 +444,12 @@ def print_summary(stack: DevStack, console: Any) -> None:
     for row in stack.summary():
         table.add_row(*row)
     console.print(table)
-    console.print(f"export CHANGELOOP_WEBHOOK_TOKEN={stack.config.webhook_token}", highlight=False)
+    console.print(f"export CHANGELOOP_TOKEN={stack.config.operator_token}  # the operator's token", highlight=False)
+    console.print(
+        "approvals: `changeloop change approve CHG... --approver alice.ops` (this dev cluster is declared to authorize "
+        "who may signal), or approve the change's approval record in the sandbox as alice.ops / carol.cab",
+        highlight=False,
+    )
 
 
 async def run_dev(config: DevConfig, console: Any) -> int:

@@ -16,6 +16,7 @@ def serve_sandbox(
     webhook_token: str | None,
     console: Any,
     profile: str = "default",
+    incident_token: str | None = None,
 ) -> None:
     try:
         from sandbox.server import SandboxConfig, serve
@@ -31,6 +32,12 @@ def serve_sandbox(
     )
     serve(
         SandboxConfig(
-            host=host, port=port, db_path=db, webhook_url=webhook_url, webhook_token=webhook_token, profile=profile
+            host=host,
+            port=port,
+            db_path=db,
+            webhook_url=webhook_url,
+            webhook_token=webhook_token,
+            incident_token=incident_token,
+            profile=profile,
         )
     )

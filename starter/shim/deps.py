@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from temporalio.client import Client
 
+from config.principals import Principal
 from config.registry import Registry
 from config.settings import Settings
 
@@ -27,6 +28,13 @@ def _registry(request: Request) -> Registry:
     return registry
 
 
+def _principal(request: Request) -> Principal:
+    """Who is calling: the guard (starter/shim/guard.py) authenticated them before the route runs."""
+    principal: Principal = request.state.principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 RegistryDep = Annotated[Registry, Depends(_registry)]

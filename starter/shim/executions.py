@@ -1,10 +1,15 @@
 """The execution endpoints: `GET /api/executions/{executionId}/status` (Temporal's view plus the workflow's own) and
-the approval gate's `approve` / `reject` through the validated `decide` update."""
+the approval gate's `approve` / `reject` through the validated `decide` update.
+
+A decision made here is the authenticated principal's, never a typed name: the shim signs it with
+CHANGELOOP_DECISION_KEY (workflows/gate/signing.py) so the gate's activity can tell it from one sent straight to the
+Temporal frontend. Only changeloop's own executions can be read or decided here (EXECUTION_ID).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Path
@@ -19,20 +24,31 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from config.principals import Principal
 from config.settings import Settings
-from starter.shim.deps import SettingsDep, TemporalDep
+from starter.shim.deps import PrincipalDep, SettingsDep, TemporalDep
 from starter.shim.errors import ShimError, log
 from starter.shim.models import DecisionRequest, ExecutionStatus, Progress, Started, answer
-from workflows.change.models import GATE_EMPTY_APPROVER, GATE_UNKNOWN_APPROVER, UPDATE_DECIDE, DecideInput, Decision
 from workflows.failures import describe
+from workflows.gate.models import (
+    GATE_EMPTY_APPROVER,
+    GATE_NOT_PROVEN,
+    GATE_UNKNOWN_APPROVER,
+    UPDATE_DECIDE,
+    DecideInput,
+    Decision,
+)
+from workflows.gate.signing import signed
 from workflows.status import QUERY_STATUS
 
 # A query on a workflow whose worker is down would otherwise hang the HTTP request; the answer degrades instead.
 QUERY_TIMEOUT = timedelta(seconds=3)
 # Updates wait for a worker to run the validator; past this the caller gets 504 and may retry.
 UPDATE_TIMEOUT = timedelta(seconds=30)
+# changeloop's own executions (docs/architecture.md, "Contract"), and nothing else in the namespace.
+EXECUTION_ID = r"^(change|runbook|wave|patch|flow|incident-for|reconcile)-[A-Za-z0-9._:-]{1,200}$"
 # The contract's camelCase path parameter, under a Python name.
-ExecutionId = Path(alias="executionId", description="the workflow ID, e.g. change-CHG0030001")
+ExecutionId = Path(alias="executionId", pattern=EXECUTION_ID, description="the workflow ID, e.g. change-CHG0030001")
 
 router = APIRouter(tags=["executions"])
 
@@ -44,15 +60,28 @@ async def execution_status(settings: SettingsDep, client: TemporalDep, execution
 
 
 @router.post("/api/executions/{executionId}/approve", status_code=202)
-async def approve(decision: DecisionRequest, client: TemporalDep, execution_id: str = ExecutionId) -> JSONResponse:
-    """Approve the gate through the `decide` update: validated by the workflow, answered with the gate state."""
-    return answer(await _decide(client, execution_id, decision, Decision.APPROVED), 202)
+async def approve(
+    decision: DecisionRequest,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+    execution_id: str = ExecutionId,
+) -> JSONResponse:
+    """Approve the gate as the calling principal, through the `decide` update: judged by the gate, answered with
+    the gate state."""
+    return answer(await _decide(client, settings, principal, execution_id, decision, Decision.APPROVED), 202)
 
 
 @router.post("/api/executions/{executionId}/reject", status_code=202)
-async def reject(decision: DecisionRequest, client: TemporalDep, execution_id: str = ExecutionId) -> JSONResponse:
-    """Reject the gate through the `decide` update."""
-    return answer(await _decide(client, execution_id, decision, Decision.REJECTED), 202)
+async def reject(
+    decision: DecisionRequest,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+    execution_id: str = ExecutionId,
+) -> JSONResponse:
+    """Reject the gate as the calling principal, through the `decide` update."""
+    return answer(await _decide(client, settings, principal, execution_id, decision, Decision.REJECTED), 202)
 
 
 async def existing(client: Client, settings: Settings, workflow_id: str, run_id: str | None) -> Started:
@@ -143,9 +172,30 @@ async def _failure(handle: WorkflowHandle[Any, Any], state: WorkflowExecutionSta
     return state.name.lower()
 
 
-async def _decide(client: Client, execution_id: str, request: DecisionRequest, decision: Decision) -> dict[str, Any]:
+async def _decide(
+    client: Client,
+    settings: Settings,
+    principal: Principal,
+    execution_id: str,
+    request: DecisionRequest,
+    decision: Decision,
+) -> dict[str, Any]:
+    if request.approver is not None and request.approver != principal.name:
+        # Refused rather than ignored: a caller who typed someone else's name must learn it was not recorded.
+        raise ShimError(
+            422,
+            "Invalid request",
+            f"approver: decisions are recorded as the authenticated principal {principal.name!r}, not a typed "
+            f"name; omit this field",
+        )
+    assert settings.decision_key is not None  # create_app refuses approval:decide without it
     handle = client.get_workflow_handle(execution_id)
-    update = DecideInput(approver=request.approver, decision=decision, comments=request.comments)
+    update = signed(
+        settings.decision_key.get_secret_value(),
+        DecideInput(approver=principal.name, decision=decision, comments=request.comments),
+        execution_id,
+        datetime.now(UTC),
+    )
     try:
         gate = await handle.execute_update(UPDATE_DECIDE, update, rpc_timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
@@ -158,17 +208,17 @@ async def _decide(client: Client, execution_id: str, request: DecisionRequest, d
                 504, "Gateway Timeout", f"no worker answered the decide update on {execution_id!r}"
             ) from exc
         raise
-    log.info("shim.decided", workflow_id=execution_id, decision=decision.value, approver=request.approver)
+    log.info("shim.decided", workflow_id=execution_id, decision=decision.value, approver=principal.name)
     return {"executionId": execution_id, "decision": decision.value, "gate": gate}
 
 
 def _refusal(exc: WorkflowUpdateFailedError) -> ShimError:
-    """The workflow's validator said no. Its message is the answer; the code says whose fault it is: a bad
-    approver is the caller's input (422), a gate that is not open is the execution's state (409)."""
+    """The gate said no. Its message is the answer; the code says whose fault it is: not an approver, or a decision
+    the gate could not prove, is 403; an empty approver 422; a gate that is not open is the execution's state (409)."""
     cause = exc.cause
     message = str(cause) if cause else str(exc)
     kind = cause.type if isinstance(cause, ApplicationError) else None
-    if kind == GATE_UNKNOWN_APPROVER:
+    if kind in (GATE_UNKNOWN_APPROVER, GATE_NOT_PROVEN):
         return ShimError(403, "Forbidden", message)
     if kind == GATE_EMPTY_APPROVER:
         return ShimError(422, "Invalid request", message)

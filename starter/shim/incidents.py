@@ -23,7 +23,7 @@ from starter.shim.deps import SettingsDep, TemporalDep
 from starter.shim.errors import envelope, log
 from workflows.incident.models import RESOLVE_NO_RESOLVER, RESOLVE_WRONG_INCIDENT, ResolveIncident
 
-INCIDENT_NUMBER = r"^INC\d{7}$"
+INCIDENT_NUMBER = r"^INC[0-9]{7}$"  # ASCII digits only (starter/shim/models.py)
 
 
 def _named(value: str) -> str:

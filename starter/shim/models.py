@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl
 
-CHANGE_NUMBER = r"^CHG\d{7}$"
+# ASCII digits only: `\d` also matches other scripts' digits (CHG٠١٢٣٤٥٦ would pass), and the number is a query value.
+CHANGE_NUMBER = r"^CHG[0-9]{7}$"
 SYS_ID = r"^[0-9a-f]{32}$"
 
 
@@ -26,53 +27,44 @@ def _reference_value(value: Any) -> Any:
 Text = Annotated[str, BeforeValidator(_reference_value)]
 
 
-def _named(value: str) -> str:
-    # The workflow's `decide` validator says the same; refusing here saves a round trip to a worker.
-    if not value.strip():
-        raise ValueError("approver must not be empty")
-    return value
-
-
-Approver = Annotated[str, Field(max_length=200), AfterValidator(_named)]
-
-
 class ChangeWebhook(BaseModel):
-    """The change_request record as the Business Rule POSTs it (sandbox WEBHOOK_FIELDS). Every value is a string, as
-    in the Table API; fields beyond these are allowed and ignored so an admin can add some without breaking us."""
+    """The change_request record as the Business Rule POSTs it. A hint (number, sys_id): the change workflow reads
+    the ticket from ServiceNow and trusts nothing else in the body (not its `approval`, not its `state`), so other
+    fields are accepted and ignored, and an admin can add some without breaking us."""
 
     model_config = ConfigDict(extra="ignore")
 
     number: str = Field(pattern=CHANGE_NUMBER)
     sys_id: str = Field(pattern=SYS_ID)
-    state: Text = ""
-    type: Text = ""
-    approval: Text = ""
-    category: Text = ""
-    short_description: Text = ""
-    cmdb_ci: Text = ""
-    cmdb_ci_name: Text = ""
-    std_change_producer_version: Text = ""
-    std_change_producer_version_name: Text = ""
-
-    @field_validator("approval")
-    @classmethod
-    def _must_be_approved(cls, value: str) -> str:
-        # The rule fires on approval; anything else reaching us is a mis-configured rule, and running a runbook for
-        # an unapproved change is the one mistake this shim must never make.
-        if value != "approved":
-            raise ValueError(f"the change is not approved (approval={value!r}); only approved changes start runbooks")
-        return value
 
 
 class ServiceNowApproval(BaseModel):
-    """An approval decided in ServiceNow, relayed to the waiting change workflow as a signal."""
+    """What the approval Business Rule sends when an approval of a change is decided (deploy/servicenow/). A hint:
+    the gate reads the `sysapproval_approver` records itself, so only the number is used."""
 
     model_config = ConfigDict(extra="ignore")
 
     number: str = Field(pattern=CHANGE_NUMBER)
-    approval: Literal["approved", "rejected"]
-    approver: Approver
+    sys_id: Text = Field(default="", max_length=32)
+    approval_sys_id: Text = Field(default="", max_length=32)
+    approval: Literal["approved", "rejected"] | None = None
+    approver: str = Field(default="", max_length=200)
     comments: str = Field(default="", max_length=4000)
+
+
+class ChangeEvent(BaseModel):
+    """What the change-event Business Rule sends when a change is canceled, put on hold or rescheduled: a hint,
+    recorded by the change workflow (`ticket_changed`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    number: str = Field(pattern=CHANGE_NUMBER)
+    sys_id: Text = Field(default="", max_length=32)
+    state: Text = Field(default="", max_length=10)
+    on_hold: Text = Field(default="", max_length=10)
+    on_hold_reason: Text = Field(default="", max_length=4000)
+    start_date: Text = Field(default="", max_length=40)
+    end_date: Text = Field(default="", max_length=40)
 
 
 class FlowRunRequest(BaseModel):
@@ -85,11 +77,12 @@ class FlowRunRequest(BaseModel):
 
 
 class DecisionRequest(BaseModel):
-    """Body of `/api/executions/{id}/approve|reject`; the decision itself comes from the path."""
+    """Body of `/api/executions/{id}/approve|reject`; the decision comes from the path, the approver is the caller's
+    principal. `approver` may be given only as that same name (callers written for the old contract)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    approver: Approver
+    approver: str | None = Field(default=None, max_length=200)
     comments: str = Field(default="", max_length=4000)
 
 
@@ -125,9 +118,9 @@ class ExecutionStatus(BaseModel):
 
 
 class Health(BaseModel):
+    """ok or not: a probe learns nothing else (no address, no exception text)."""
+
     status: Literal["ok", "unavailable"]
-    temporal: str
-    detail: str = ""
 
 
 def answer(model: BaseModel | dict[str, Any], status: int = 200) -> JSONResponse:

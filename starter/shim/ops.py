@@ -36,6 +36,8 @@ from starter.shim.guard import ASGIApp, Message, Receive, Scope, Send
 from starter.shim.models import Health, answer
 
 CODEC_PREFIX = "/codec/"
+# Label values of /metrics come from these sets only: a caller inventing methods or paths cannot grow the series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CODEC_MAX_BODY = 16 * 1024 * 1024  # a page of history payloads, each up to 2 MB
 
 
@@ -68,14 +70,15 @@ class RequestMetrics:
             await self.app(scope, receive, note)
         finally:
             route = getattr(scope.get("route"), "path", None) or _unrouted(scope["path"])
-            self.requests[(scope["method"], route, str(status))] += 1
-            key = (scope["method"], route)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+            self.requests[(method, route, str(status))] += 1
+            key = (method, route)
             elapsed = time.perf_counter() - started
             self.seconds[key] = self.seconds.get(key, 0.0) + elapsed
             log.info(
                 "shim.request",
-                method=scope["method"],
-                path=scope["path"],
+                method=method,
+                path=scope["path"][:200],
                 status=status,
                 ms=round(elapsed * 1000, 1),
                 client=(scope.get("client") or ("?",))[0],
@@ -271,15 +274,15 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz(settings: SettingsDep, client: TemporalDep) -> JSONResponse:
-    """200 when Temporal answers a health check, 503 otherwise. No auth: load balancers call it."""
+async def healthz(client: TemporalDep) -> JSONResponse:
+    """200 `{"status":"ok"}` when Temporal answers a health check, 503 `{"status":"unavailable"}` otherwise. No auth
+    (load balancers call it), so it says nothing else: no address, no exception text (those go to the log)."""
     try:
         healthy = await client.service_client.check_health(timeout=timedelta(seconds=2))
     except Exception as exc:  # any failure to reach the server is "unavailable", the probe must not 500
-        return answer(Health(status="unavailable", temporal=settings.temporal_address, detail=str(exc)), 503)
-    if not healthy:
-        return answer(Health(status="unavailable", temporal=settings.temporal_address, detail="not serving"), 503)
-    return answer(Health(status="ok", temporal=settings.temporal_address))
+        log.warning("shim.unhealthy", error=str(exc))
+        healthy = False
+    return answer(Health(status="ok" if healthy else "unavailable"), 200 if healthy else 503)
 
 
 @router.get("/readyz")
@@ -289,8 +292,9 @@ async def readyz(settings: SettingsDep, client: TemporalDep, registry: RegistryD
     try:
         if not await client.service_client.check_health(timeout=timedelta(seconds=2)):
             problems.append("Temporal not serving")
-    except Exception as exc:  # unreachable is "not ready", never a 500
-        problems.append(f"Temporal unreachable: {exc}")
+    except Exception as exc:  # unreachable is "not ready", never a 500; the reason goes to the log, not the caller
+        log.warning("shim.not_ready", error=str(exc))
+        problems.append("Temporal unreachable")
     if not registry.runbooks:
         problems.append(f"runbook registry {registry.source} has no runbook")
     body = {

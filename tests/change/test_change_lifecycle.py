@@ -10,7 +10,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.service import RPCError
 
 from config.settings import Settings
-from tests.changes import Changes, start
+from servicenow.auth import BasicAuth
+from servicenow.client import ServiceNowClient
+from servicenow.query import Query
+from tests.changes import Changes, signed_decision, start
+from tests.conftest import ADMIN_USER
 from tests.helpers import wait_for
 from workflows.change.models import (
     ApprovalInput,
@@ -21,6 +25,7 @@ from workflows.change.models import (
     GateState,
     GateStatus,
 )
+from workflows.gate.models import ProofKind
 from workflows.poll.models import PollInput, PollResult
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -129,7 +134,7 @@ async def _wait_for_gate(handle: Any) -> ChangeStatus:
     return await wait_for(gate_open, timeout=20, message="approval gate open")
 
 
-async def test_destructive_runbook_waits_and_resumes_on_approve_signal(
+async def test_destructive_runbook_waits_and_resumes_on_a_proven_decision(
     temporal_client: Client, settings: Settings, changes: Changes
 ) -> None:
     change = await changes.create(template="Run maintenance steps")
@@ -138,13 +143,26 @@ async def test_destructive_runbook_waits_and_resumes_on_approve_signal(
     assert status.ticket_state == "Implement"
     assert status.steps == [], "nothing runs before the gate opens"
 
+    # A plain signal proves nothing on a cluster not declared to authorize signals: refused, the gate waits.
     await handle.signal("approve", ApprovalInput(approver="carol.cab", comments="CAB ok"))
+
+    async def refused() -> ChangeStatus | None:
+        status = await handle.query("status", result_type=ChangeStatus)
+        return status if "refused a decision by carol.cab" in status.gate.waiting_for else None
+
+    status = await wait_for(refused, timeout=20, message="the unproven signal judged")
+    assert status.gate.status == GateStatus.WAITING and status.steps == []
+
+    gate = await handle.execute_update(
+        "decide", signed_decision(settings, handle.id, "carol.cab", Decision.APPROVED, "CAB ok"), result_type=GateState
+    )
+    assert gate.status == GateStatus.APPROVED and gate.proof is not None and gate.proof.kind == ProofKind.SHIM
     result = await handle.result()
 
     assert result.outcome == ChangeOutcome.SUCCESSFUL
     notes = "\n".join(await changes.work_notes(change["sys_id"]))
     assert "Waiting for approval" in notes
-    assert "Approved by carol.cab at" in notes and "CAB ok" in notes
+    assert "Approved by carol.cab at" in notes and "CAB ok" in notes and "proof: authenticated shim principal" in notes
 
 
 async def test_decide_update_refuses_an_empty_or_unknown_approver_then_accepts(
@@ -158,12 +176,17 @@ async def test_decide_update_refuses_an_empty_or_unknown_approver_then_accepts(
         await handle.execute_update("decide", DecideInput(approver=" ", decision=Decision.APPROVED))
     assert "approver must not be empty" in str(empty.value.cause)
     with pytest.raises(WorkflowUpdateFailedError) as stranger:
-        await handle.execute_update("decide", DecideInput(approver="mallory", decision=Decision.APPROVED))
+        await handle.execute_update("decide", signed_decision(settings, handle.id, "mallory", Decision.APPROVED))
     assert "not an approver" in str(stranger.value.cause)
+    with pytest.raises(WorkflowUpdateFailedError) as forged:  # a signature made for another execution
+        await handle.execute_update(
+            "decide", signed_decision(settings, "change-CHG0000001", "alice.ops", Decision.APPROVED)
+        )
+    assert "signed for 'change-CHG0000001'" in str(forged.value.cause)
 
     gate = await handle.execute_update(
         "decide",
-        DecideInput(approver="alice.ops", decision=Decision.REJECTED, comments="not tonight"),
+        signed_decision(settings, handle.id, "alice.ops", Decision.REJECTED, "not tonight"),
         result_type=GateState,
     )
     assert gate.status == GateStatus.REJECTED
@@ -226,3 +249,27 @@ async def test_poll_starts_approved_changes_and_never_twice(
         result_type=PollResult,
     )
     assert only_polled["number"] not in again.started + again.already_known
+
+
+async def test_the_gate_finds_a_servicenow_approval_by_itself_while_it_waits(
+    temporal_client: Client, settings: Settings, changes: Changes, sandbox_url: str
+) -> None:
+    """No Business Rule tells this worker (the session sandbox sends no hints): the gate's own poll of the
+    change's `sysapproval_approver` records (every second here) finds carol's approval."""
+    change = await changes.create(template="Run maintenance steps")
+    handle = await start(temporal_client, settings, change["number"])
+    await _wait_for_gate(handle)
+    async with ServiceNowClient(sandbox_url, BasicAuth(*ADMIN_USER)) as admin:
+        carol = await admin.first("sys_user", Query().eq("user_name", "carol.cab"), fields=["sys_id"])
+        assert carol is not None
+        record = await admin.create(
+            "sysapproval_approver", {"sysapproval": change["sys_id"], "approver": carol["sys_id"]}
+        )
+    async with ServiceNowClient(sandbox_url, BasicAuth("carol.cab", "carol.cab-pw")) as person:
+        await person.update("sysapproval_approver", record["sys_id"], {"state": "approved"})
+
+    result = await handle.result()
+    assert result.outcome == ChangeOutcome.SUCCESSFUL
+    status = await handle.query("status", result_type=ChangeStatus)
+    assert status.gate.approver == "carol.cab" and status.gate.proof is not None
+    assert (status.gate.proof.kind, status.gate.proof.reference) == (ProofKind.SERVICENOW, record["sys_id"])

@@ -67,7 +67,8 @@ async def test_flow_runs_with_named_inputs_and_posts_a_signed_result(
     assert status.progress.done == 1 and status.result is not None
     await wait_for(lambda: receiver.received, timeout=10, message="callback received")
     headers, body = receiver.received[0]
-    secret = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    # The callback key is its own secret (not the webhook token): a receiver holds nothing that calls the shim.
+    secret = settings.callback_signing_key.get_secret_value() if settings.callback_signing_key else ""
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     assert headers[SIGNATURE_HEADER] == expected
     payload = json.loads(body)

@@ -22,7 +22,7 @@ from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from starter.shim.app import create_app
 from tests.changes import Changes
-from tests.conftest import venv_binary
+from tests.conftest import PRINCIPAL_TOKENS, venv_binary
 from tests.helpers import wait_for
 from tests.incident.conftest import Incidents, fail_change, incident_worker_for
 from workflows.incident.models import (
@@ -109,11 +109,14 @@ async def test_shim_resolves_an_incident_for_the_servicenow_business_rule(
 ) -> None:
     _, incident, tracker = await _failed_with_incident(temporal_client, incident_settings, changes, incidents, "web-02")
     app = create_app(incident_settings, temporal_client, load_registry())
-    token = incident_settings.webhook_token.get_secret_value() if incident_settings.webhook_token else ""
+    token = PRINCIPAL_TOKENS["servicenow-incidents"]  # the incident rule's principal: incident:resolve only
     path = f"/api/incidents/{incident['number']}/resolve"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shim", timeout=30) as api:
         refused = await api.post(path, json={"resolved_by": "carol.cab"})
         assert refused.status_code == 401 and refused.json()["status"] == "failure"
+        assert incident_settings.webhook_token is not None  # the change rule's token may not resolve incidents
+        change_rule = {"Authorization": f"Bearer {incident_settings.webhook_token.get_secret_value()}"}
+        assert (await api.post(path, json={"resolved_by": "carol.cab"}, headers=change_rule)).status_code == 403
         auth = {"Authorization": f"Bearer {token}"}
         invalid = await api.post(path, json={"resolved_by": ""}, headers=auth)
         assert invalid.status_code == 422 and "resolved_by" in invalid.json()["error"]["detail"]

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -27,15 +28,20 @@ from config.reconcile import ReconcileConfig, config_digest
 from config.registry import load_registry
 from config.settings import Settings
 from sandbox.server import SandboxConfig, SandboxServer
+from servicenow.auth import BasicAuth
 from servicenow.client import ServiceNowClient
-from tests.changes import TEST_REGISTRY, Changes, start
+from servicenow.query import Query
+from tests.changes import TEST_REGISTRY, Changes, signed_decision, start
+from tests.conftest import DECISION_KEY
 from worker import build_worker
 from workflows import search_attributes
-from workflows.change.models import ApprovalInput, ChangeStatus, GateStatus
+from workflows.change.models import ChangeStatus, GateStatus
 from workflows.flow.models import FlowRun
+from workflows.gate.models import Decision
 from workflows.incident.models import ResolveIncident, incident_workflow_id
 from workflows.poll.models import PollInput
 from workflows.reconcile.models import ReconcileInput
+from workflows.runbook.models import RunbookStatus
 from workflows.wave.models import patch_host_workflow_id, wave_workflow_id
 
 HISTORIES = Path(__file__).with_name("histories")
@@ -66,13 +72,6 @@ async def record(client: Client, settings: Settings, changes: Changes) -> None:
     await _save(handle, "change_successful")
     await _save(client.get_workflow_handle(f"runbook-{ok['number']}"), "runbook_successful")
 
-    gated = await changes.create(template="Run maintenance steps")
-    handle = await start(client, settings, gated["number"])
-    await _gate_waiting(handle)
-    await handle.signal("approve", ApprovalInput(approver="alice.ops", comments="go"))
-    await handle.result()
-    await _save(handle, "change_gated_approved")
-
     failing = await changes.create(category="Failing")
     handle = await start(client, settings, failing["number"])
     try:
@@ -95,6 +94,63 @@ async def record(client: Client, settings: Settings, changes: Changes) -> None:
     )
     await poll.result()
     await _save(poll, "change_poll")
+
+
+async def record_gate(client: Client, settings: Settings, changes: Changes, sandbox_url: str) -> None:
+    """The gate held by the runbook's own workflow (GATE_PATCH): proven by the shim's signature and by ServiceNow's
+    approval record, a flow run rejected, a wave approved by a group member; and the changes ServiceNow does not
+    let run (not ready) or does not know (not found). `change_gated_approved` keeps the gate as it was before."""
+    gated = await changes.create(template="Run maintenance steps")
+    handle = await start(client, settings, gated["number"])
+    await _gate_waiting(handle)
+    await handle.execute_update("decide", signed_decision(settings, handle.id, "alice.ops", Decision.APPROVED, "go"))
+    await handle.result()
+    await _save(handle, "change_gated_proven")
+    await _save(client.get_workflow_handle(f"runbook-{gated['number']}"), "runbook_gated_proven")
+
+    by_record = await changes.create(template="Run maintenance steps")
+    handle = await start(client, settings, by_record["number"])
+    await _gate_waiting(handle)
+    async with ServiceNowClient(sandbox_url, BasicAuth("admin", "admin")) as admin:
+        alice = await admin.first("sys_user", Query().eq("user_name", "alice.ops"), fields=["sys_id"])
+        assert alice is not None
+        body = {"sysapproval": by_record["sys_id"], "approver": alice["sys_id"]}
+        record = await admin.create("sysapproval_approver", body)
+    async with ServiceNowClient(sandbox_url, BasicAuth("alice.ops", "alice.ops-pw")) as person:
+        await person.update("sysapproval_approver", record["sys_id"], {"state": "approved"})
+    await handle.signal("check_approvals")
+    await handle.result()
+    await _save(handle, "change_gated_servicenow_approval")
+
+    flow = await client.start_workflow(
+        "FlowRunWorkflow", FlowRun(flow="maintenance_steps"), id=f"flow-maintenance_steps-{uuid.uuid4()}",
+        task_queue=settings.task_queue,
+    )  # fmt: skip
+    for _ in range(200):
+        if (await flow.query("status", result_type=RunbookStatus)).gate is not None:
+            break
+        await asyncio.sleep(0.05)
+    await flow.execute_update("decide", signed_decision(settings, flow.id, "carol.cab", Decision.REJECTED, "no"))
+    await flow.result()
+    await _save(flow, "flow_gated_rejected")
+
+    async with httpx.AsyncClient(base_url=f"{sandbox_url}/fleet") as fleet:
+        await fleet.post("/reset")
+        wave = await changes.create(template="Patch Linux servers", category="WaveGated", ci="fleet")
+        handle = await start(client, settings, wave["number"])
+        await _gate_waiting(handle)
+        await handle.execute_update("decide", signed_decision(settings, handle.id, "carol.cab", Decision.APPROVED))
+        await handle.result()
+        await _save(client.get_workflow_handle(wave_workflow_id(wave["number"])), "wave_gated_approved")
+        await fleet.post("/reset")
+
+    unready = await changes.create(template="Restart application service", approved=False)
+    handle = await start(client, settings, unready["number"])
+    await handle.result()
+    await _save(handle, "change_not_ready")
+    handle = await start(client, settings, "CHG9999991")
+    await handle.result()
+    await _save(handle, "change_not_found")
 
 
 async def record_reconcile(client: Client, settings: Settings, sandbox_url: str) -> None:
@@ -199,6 +255,8 @@ async def main() -> None:
             webhook_token=SecretStr("record-token"),
             reconcile=Path(configs),
             outbound_allow=["127.0.0.0/8"],
+            decision_key=SecretStr(DECISION_KEY),
+            approval_poll_interval=timedelta(seconds=1),
         )
         async with ServiceNowClient.from_settings(settings) as sn:
             async with build_worker(env.client, settings, load_registry(TEST_REGISTRY), sn):
@@ -207,6 +265,7 @@ async def main() -> None:
                     "reconcile",
                     "incident",
                     "wave",
+                    "gate",
                 }  # e.g. `… record_histories reconcile`
                 if "change" in wanted:
                     await record(env.client, settings, Changes(sn))
@@ -214,6 +273,8 @@ async def main() -> None:
                     await record_incident(env.client, settings, Changes(sn))
                 if "reconcile" in wanted:
                     await record_reconcile(env.client, settings, sandbox.url)
+                if "gate" in wanted:
+                    await record_gate(env.client, settings, Changes(sn), sandbox.url)
                 if "wave" in wanted:
                     await record_wave(env.client, settings, Changes(sn), sandbox.url)
     await env.shutdown()

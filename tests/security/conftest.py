@@ -5,21 +5,32 @@ address are refused), with a registry of steps shaped like the production ones (
 {host}`, `/opt/scripts/{x}.sh`, `http://{host}/...`) that leave marker files when they really run.
 `WorkerProcess` is the real `changeloop worker` in a process of its own, for what only a process shows: its
 environment, its log lines (stdlib included) and its start-up refusals.
+
+`stack` is the real stack the approval attacks (issue 11) run against: a sandbox ServiceNow of its own whose Business
+Rules POST to a live shim (uvicorn on a free port), and a worker on the stack's own task queue, on the session's dev
+server. The sandbox is the stack's own so its Business Rules reach this shim only (the session sandbox serves every
+other test); the worker polls ServiceNow's approvals once an hour, so a test that sees an approval arrive in minutes
+has seen the Business Rule's hint (`/api/servicenow/approval`) make the gate look.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import os
 import secrets
+import socket
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -28,7 +39,13 @@ from temporalio.client import Client
 
 from config.registry import Registry, load_registry
 from config.settings import Settings
+from servicenow.auth import BasicAuth
 from servicenow.client import ServiceNowClient
+from servicenow.query import Query
+from starter.shim.app import create_app
+from tests.changes import Changes
+from tests.conftest import INTEGRATION_USER, PRINCIPAL_TOKENS, WEBHOOK_TOKEN
+from tests.shim.conftest import LiveServer
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,3 +238,91 @@ class WorkerProcess:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+
+
+# -- the approval attacks' stack (issue 11) ---------------------------------------------------------------------------
+ADMIN = ("admin", "admin")
+# The sandbox's people and their passwords (sandbox/config.py): each decides their own approval records.
+PEOPLE = {name: (name, f"{name}-pw") for name in ("alice.ops", "bob.sre", "carol.cab", "dave.data", "mallory")}
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    client: Client
+    shim_url: str
+    sandbox_url: str
+    sn: ServiceNowClient  # the integration user
+
+    def number(self) -> str:
+        """A change number no other sandbox of the session gives out: the stack's sandbox counts from CHG0030004 like
+        the session's, and workflow IDs (`change-<number>`) share one Temporal server."""
+        return f"CHG8{next(_NUMBERS):06d}"
+
+    def changes(self) -> StackChanges:
+        return StackChanges(self)
+
+    def http(self, principal: str) -> httpx.AsyncClient:
+        """The shim, called as a principal (`servicenow` is the Business Rules' token)."""
+        token = WEBHOOK_TOKEN if principal == "servicenow" else PRINCIPAL_TOKENS[principal]
+        return httpx.AsyncClient(base_url=self.shim_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def as_user(self, user: tuple[str, str]) -> ServiceNowClient:
+        return ServiceNowClient(self.sandbox_url, BasicAuth(*user))
+
+    async def status(self, execution_id: str) -> dict[str, Any]:
+        """The shim's status answer; `{"status": "NOT_STARTED"}` while the Business Rule's delivery is on its way."""
+        async with self.http("operator") as shim:
+            response = await shim.get(f"/api/executions/{execution_id}/status")
+        if response.status_code == 404:
+            return {"status": "NOT_STARTED"}
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def work_notes(self, sys_id: str) -> list[str]:
+        query = Query().eq("element_id", sys_id).eq("element", "work_notes").order_by("sys_created_on")
+        return [str(r["value"]) for r in await self.sn.list("sys_journal_field", query, fields=["value"])]
+
+    async def incidents_for(self, workflow_id: str) -> int:
+        return await self.sn.count("incident", Query().eq("correlation_id", workflow_id))
+
+
+class StackChanges(Changes):
+    """tests/changes.py's Changes, in the stack's sandbox, each change with a number of its own."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack.sn)
+        self.stack = stack
+
+    async def create(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("number", self.stack.number())
+        return await super().create(**kwargs)
+
+
+_NUMBERS = itertools.count(uuid.uuid4().int % 500_000)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(temporal_client: Client, settings: Settings, registry: Registry) -> AsyncIterator[Stack]:
+    from sandbox.server import SandboxConfig, SandboxServer
+
+    with socket.socket() as probe:  # the sandbox's rules need the shim's URL before either starts
+        probe.bind(("127.0.0.1", 0))
+        shim_port = probe.getsockname()[1]
+    shim_url = f"http://127.0.0.1:{shim_port}"
+    rules = SandboxConfig(
+        port=0, seed=True, webhook_url=f"{shim_url}/api/servicenow/change", webhook_token=WEBHOOK_TOKEN
+    )
+    with SandboxServer(rules) as sandbox:
+        stack_settings = settings.model_copy(
+            update={
+                "task_queue": f"security-{uuid.uuid4().hex[:8]}",
+                "servicenow_url": sandbox.url.rstrip("/"),
+                "approval_poll_interval": timedelta(hours=1),
+            }
+        )
+        shim = LiveServer(create_app(stack_settings, temporal_client, registry), port=shim_port)
+        async with ServiceNowClient(stack_settings.servicenow_url, BasicAuth(*INTEGRATION_USER)) as sn:
+            async with shim, build_worker(temporal_client, stack_settings, registry, sn):
+                yield Stack(stack_settings, temporal_client, shim.url, stack_settings.servicenow_url, sn)

@@ -22,6 +22,7 @@ from temporalio.client import Client
 from config.registry import Registry, load_registry
 from config.settings import Settings
 from starter.shim.app import create_app
+from tests.conftest import OPERATOR_TOKEN, PRINCIPAL_TOKENS, WEBHOOK_TOKEN
 from tests.helpers import wait_for
 
 
@@ -36,7 +37,14 @@ def registry() -> Registry:
 
 
 @pytest.fixture
-def token(shim_settings: Settings) -> str:
+def token() -> str:
+    """The operator's token: every scope, so the contract tests below reach every route."""
+    return OPERATOR_TOKEN
+
+
+@pytest.fixture
+def webhook_token(shim_settings: Settings) -> str:
+    """The Business Rules' token: CHANGELOOP_WEBHOOK_TOKEN, the principal `servicenow` (change:webhook only)."""
     assert shim_settings.webhook_token is not None
     return shim_settings.webhook_token.get_secret_value()
 
@@ -64,9 +72,9 @@ def free_port() -> int:
 class LiveServer:
     """A uvicorn server on a free 127.0.0.1 port, in the test's own event loop (the Temporal client lives there)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, port: int = 0) -> None:
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self.task: asyncio.Task[None] | None = None
@@ -81,6 +89,15 @@ class LiveServer:
         if self.task is not None:
             await asyncio.wait_for(self.task, 10)
         self.sock.close()
+
+
+def principal_client(app: FastAPI, name: str) -> httpx.AsyncClient:
+    """An in-process client that calls the shim as one of the test principals (tests/conftest.py)."""
+    token = WEBHOOK_TOKEN if name == "servicenow" else PRINCIPAL_TOKENS[name]
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://shim", headers=headers, timeout=30
+    )
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -47,6 +47,12 @@ async def test_dev_stack_starts_answers_and_stops_everything(tmp_path: Path) -> 
             assert rule["webhook_token"] == stack.config.webhook_token
             unauthorized = await http.post(f"{config.shim_url}/api/servicenow/change", json={})
             assert unauthorized.status_code == 401
+            # One principal per role: the operator's token reads executions, the Business Rules' token may not.
+            status = f"{config.shim_url}/api/executions/change-CHG0000000/status"
+            operator = {"Authorization": f"Bearer {stack.config.operator_token}"}
+            assert (await http.get(status, headers=operator)).status_code == 404
+            rules = {"Authorization": f"Bearer {stack.config.webhook_token}"}
+            assert (await http.get(status, headers=rules)).status_code == 403
 
         applied = await asyncio.to_thread(_cli, stack, "schedules", "apply")
         assert applied.returncode == 0, applied.stderr

@@ -14,6 +14,7 @@ import pytest_asyncio
 from fastapi import FastAPI, Request
 
 from config.registry import Registry, load_registry, parse_registry
+from config.settings import Settings
 from tests.helpers import wait_for
 from tests.shim.conftest import LiveServer
 
@@ -67,7 +68,7 @@ async def _final_status(api: httpx.AsyncClient, execution_id: str) -> dict[str, 
 
 
 async def test_flow_run_answers_at_once_then_status_and_signed_callback(
-    api: httpx.AsyncClient, worker: None, receiver: tuple[Receiver, str], token: str
+    api: httpx.AsyncClient, worker: None, receiver: tuple[Receiver, str], shim_settings: Settings
 ) -> None:
     rx, hook = receiver
     run = {"inputs": {"host": "pay-web-01"}, "callbackUrl": hook, "key": "job-42"}
@@ -90,7 +91,10 @@ async def test_flow_run_answers_at_once_then_status_and_signed_callback(
 
     await wait_for(lambda: rx.calls, timeout=15, message="callback received")
     body, headers = rx.calls[0]
-    expected = "sha256=" + hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+    # Signed with the callback key, its own secret: a receiver holds nothing that lets it call the shim.
+    assert shim_settings.callback_signing_key is not None
+    key = shim_settings.callback_signing_key.get_secret_value()
+    expected = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-changeloop-signature"], expected)
     payload = json.loads(body)
     assert payload["executionId"] == started["executionId"] and payload["succeeded"] is True

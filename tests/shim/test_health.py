@@ -16,7 +16,7 @@ async def test_healthz_is_200_without_auth_when_temporal_answers(live_shim: Live
     async with httpx.AsyncClient(base_url=live_shim.url) as http:
         response = await http.get("/healthz")
     assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+    assert response.json() == {"status": "ok"}  # and nothing else: no address, no version, no exception
 
 
 async def test_healthz_is_503_when_temporal_is_unreachable(shim_settings: Settings, registry: Registry) -> None:
@@ -26,16 +26,20 @@ async def test_healthz_is_503_when_temporal_is_unreachable(shim_settings: Settin
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shim") as http:
         response = await http.get("/healthz")
     assert response.status_code == 503
-    assert response.json()["status"] == "unavailable"
+    assert response.json() == {"status": "unavailable"}
+    assert dead not in response.text
 
 
 async def test_openapi_names_every_contract_route(api: httpx.AsyncClient) -> None:
-    response = await api.get("/openapi.json", headers={"Authorization": ""})
+    for path in ("/openapi.json", "/docs"):
+        assert (await api.get(path, headers={"Authorization": ""})).status_code == 401
+    response = await api.get("/openapi.json")
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert set(paths) >= {
         "/api/servicenow/change",
         "/api/servicenow/approval",
+        "/api/servicenow/change/event",
         "/api/flows/{flow}/run",
         "/api/executions/{executionId}/status",
         "/api/executions/{executionId}/approve",

@@ -1,17 +1,29 @@
-"""The README's `temporal workflow update|query|signal` lines work as written against a waiting change."""
+"""The README's `temporal workflow update|query|signal` lines work as written against a waiting change, on a cluster
+the operator declares to authorize who may signal (CHANGELOOP_TEMPORAL_AUTHORIZES_DECISIONS; on in `changeloop dev`).
+Where it is off, the same lines prove nothing: tests/security/test_approvals.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import subprocess
+import uuid
 
 import httpx
+import pytest
 
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from tests.conftest import venv_binary
 from tests.shim.test_gate import _finished, _start_maintenance_change
+
+
+@pytest.fixture
+def shim_settings(settings: Settings) -> Settings:
+    """This module's worker trusts the cluster to authorize signals, as `changeloop dev` and the demo do."""
+    return settings.model_copy(
+        update={"task_queue": f"shim-{uuid.uuid4().hex[:10]}", "temporal_authorizes_decisions": True}
+    )
 
 
 def _temporal(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -31,6 +43,13 @@ async def test_readme_update_and_query_commands_decide_the_gate(
     assert query.returncode == 0, query.stderr
     assert json.loads(query.stdout)["queryResult"][0]["gate"]["status"] == "waiting"
 
+    stranger = json.dumps({"approver": "mallory", "decision": "approved"})
+    refused = await asyncio.to_thread(
+        _temporal, shim_settings, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "decide",
+        "--input", stranger,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "not an approver" in refused.stderr + refused.stdout
+
     empty = json.dumps({"approver": "", "decision": "approved"})
     refused = await asyncio.to_thread(
         _temporal, shim_settings, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "decide",
@@ -48,3 +67,4 @@ async def test_readme_update_and_query_commands_decide_the_gate(
 
     status = await _finished(api, workflow_id)
     assert status["result"]["outcome"] == "successful"
+    assert status["gate"]["proof"]["kind"] == "temporal"

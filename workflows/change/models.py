@@ -5,22 +5,53 @@ only - never a credential.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel
 
+# The approval gate's contract lives in workflows/gate/models.py (the gate is held by the runbook's own workflow);
+# these names stay importable from here, where callers knew them.
+from workflows.gate.models import (
+    GATE_EMPTY_APPROVER as GATE_EMPTY_APPROVER,
+)
+from workflows.gate.models import (
+    GATE_NOT_OPEN as GATE_NOT_OPEN,
+)
+from workflows.gate.models import (
+    GATE_NOT_PROVEN as GATE_NOT_PROVEN,
+)
+from workflows.gate.models import (
+    GATE_UNKNOWN_APPROVER as GATE_UNKNOWN_APPROVER,
+)
+from workflows.gate.models import (
+    SIGNAL_APPROVE as SIGNAL_APPROVE,
+)
+from workflows.gate.models import (
+    SIGNAL_REJECT as SIGNAL_REJECT,
+)
+from workflows.gate.models import (
+    UPDATE_DECIDE as UPDATE_DECIDE,
+)
+from workflows.gate.models import (
+    ApprovalInput as ApprovalInput,
+)
+from workflows.gate.models import (
+    DecideInput as DecideInput,
+)
+from workflows.gate.models import (
+    Decision as Decision,
+)
+from workflows.gate.models import (
+    GateState as GateState,
+)
+from workflows.gate.models import (
+    GateStatus as GateStatus,
+)
 from workflows.status import StepProgress, StepRecord
 
-SIGNAL_APPROVE = "approve"
-SIGNAL_REJECT = "reject"
-UPDATE_DECIDE = "decide"
-
-# Error types of a refused `decide` update.
-GATE_EMPTY_APPROVER = "EmptyApprover"
-GATE_UNKNOWN_APPROVER = "NotAnApprover"
-GATE_NOT_OPEN = "GateNotOpen"
+# A hint from ServiceNow's change-event Business Rule (canceled, on hold, rescheduled): recorded in the status for now.
+SIGNAL_TICKET_CHANGED = "ticket_changed"
 
 
 def change_workflow_id(number: str) -> str:
@@ -36,6 +67,8 @@ class ChangeTicket(BaseModel):
     state: str
     type: str = "standard"
     approval: str = ""
+    on_hold: bool = False
+    on_hold_reason: str = ""
     category: str = ""
     template: str = ""  # std_change_producer_version display name
     cmdb_ci: str = ""  # sys_id
@@ -44,46 +77,10 @@ class ChangeTicket(BaseModel):
 
 
 class ChangeInput(BaseModel):
+    """A change to run. Only the number is taken from the caller: everything else is read from ServiceNow."""
+
     number: str
     source: Literal["webhook", "poll", "cli", "api"] = "webhook"
-
-
-class Decision(StrEnum):
-    APPROVED = "approved"
-    REJECTED = "rejected"
-
-
-class ApprovalInput(BaseModel):
-    """Payload of the `approve` / `reject` signals."""
-
-    approver: str
-    comments: str = ""
-
-
-class DecideInput(BaseModel):
-    """Payload of the `decide` update: validated before it is accepted."""
-
-    approver: str
-    decision: Decision
-    comments: str = ""
-
-
-class GateStatus(StrEnum):
-    NOT_REQUIRED = "not_required"
-    PENDING = "pending"  # the gate will open once the runbook is known
-    WAITING = "waiting"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    TIMED_OUT = "timed_out"
-
-
-class GateState(BaseModel):
-    status: GateStatus = GateStatus.PENDING
-    approver: str = ""
-    comments: str = ""
-    opened_at: datetime | None = None
-    decided_at: datetime | None = None
-    deadline: datetime | None = None
 
 
 class ChangeOutcome(StrEnum):
@@ -92,6 +89,20 @@ class ChangeOutcome(StrEnum):
     NO_RUNBOOK = "no_runbook"
     REJECTED = "rejected"
     APPROVAL_TIMED_OUT = "approval_timed_out"
+    NOT_READY = "not_ready"  # ServiceNow does not let it be implemented (approval, state, hold, type): nothing ran
+    NOT_FOUND = "not_found"  # no such change in ServiceNow: bad input, not a failure (no incident)
+
+
+class TicketEvent(BaseModel):
+    """What the change-event Business Rule sends (canceled, put on hold, rescheduled): a hint to re-read the ticket."""
+
+    number: str = ""
+    sys_id: str = ""
+    state: str = ""
+    on_hold: str = ""
+    on_hold_reason: str = ""
+    start_date: str = ""
+    end_date: str = ""
 
 
 class ChangeResult(BaseModel):
@@ -115,6 +126,7 @@ class ChangeStatus(StepProgress):
     ticket_state: str = ""
     gate: GateState = GateState()
     result: ChangeResult | None = None
+    ticket_events: list[TicketEvent] = []  # hints from ServiceNow about this change, newest last (kept: last 5)
 
 
 class BeginInput(BaseModel):

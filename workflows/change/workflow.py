@@ -1,27 +1,26 @@
 """ChangeRequestWorkflow (ID `change-<number>`): one approved change, from Scheduled to Closed.
 
-load the ticket -> resolve its runbook (none: note it and stop) -> take the ticket to Implement with the
-execution link -> approval gate for destructive runbooks -> run the runbook as a child -> close the ticket
-successful or unsuccessful. The ticket is the audit trail; this workflow's history is the execution record.
+load the ticket (none: outcome not_found) -> resolve its runbook -> ServiceNow says it may run (approved, Scheduled,
+not on hold, a type the runbook allows; otherwise one work note and outcome not_ready) -> (no runbook: note it and
+stop) -> take the ticket Scheduled -> Implement with the execution link -> run the runbook as a child, which holds
+the approval gate of a destructive runbook -> close the ticket successful or unsuccessful. This workflow keeps the
+gate's public messages (`approve`, `reject`, `decide`) and relays them to the child (workflows/gate/relay.py).
+The ticket is the audit trail; this workflow's history is the execution record.
+
+Histories recorded before GATE_PATCH held the gate here and read no readiness: they replay that path.
 """
 
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from servicenow.change_request import ChangeState, CloseCode
     from workflows import calls
     from workflows import search_attributes as sa
     from workflows.change.models import (
-        GATE_EMPTY_APPROVER,
-        GATE_NOT_OPEN,
-        GATE_UNKNOWN_APPROVER,
-        SIGNAL_APPROVE,
-        SIGNAL_REJECT,
-        UPDATE_DECIDE,
-        ApprovalInput,
+        SIGNAL_TICKET_CHANGED,
         BeginInput,
         ChangeInput,
         ChangeOutcome,
@@ -29,13 +28,29 @@ with workflow.unsafe.imports_passed_through():
         ChangeStatus,
         ChangeTicket,
         CloseInput,
+        NoteInput,
+        TicketEvent,
+    )
+    from workflows.change.readiness import CHANGE_NOT_READY, not_ready
+    from workflows.failures import failure_message
+    from workflows.gate.models import (
+        GATE_EMPTY_APPROVER,
+        GATE_NOT_OPEN,
+        GATE_PATCH,
+        GATE_UNKNOWN_APPROVER,
+        SIGNAL_APPROVE,
+        SIGNAL_CHECK_APPROVALS,
+        SIGNAL_GATE_CHANGED,
+        SIGNAL_REJECT,
+        UPDATE_DECIDE,
+        ApprovalInput,
         DecideInput,
         Decision,
+        GateReport,
         GateState,
         GateStatus,
-        NoteInput,
     )
-    from workflows.failures import failure_message
+    from workflows.gate.relay import GateRelay
     from workflows.incident.models import FailureReport, IncidentRef
     from workflows.incident.reporting import generic_report, open_incident, step_report
     from workflows.runbook.models import (
@@ -55,15 +70,23 @@ def _state_name(value: str) -> str:
     return ChangeState(value).name.title() if value in ChangeState._value2member_map_ else value
 
 
+def _error_type(error: ActivityError) -> str:
+    cause = error.cause
+    return cause.type or "" if isinstance(cause, ApplicationError) else ""
+
+
 @workflow.defn(name="ChangeRequestWorkflow")
 class ChangeRequestWorkflow:
     @workflow.init
     def __init__(self, change: ChangeInput) -> None:
         self._status = ChangeStatus(number=change.number, phase="loading")
         self._runbook: RunbookPlan | None = None
-        self._decision: DecideInput | None = None
         self._ticket: ChangeTicket | None = None
         self._incident_reported = False  # the failure path opened it already: the interceptor must not again
+        self._relay = GateRelay(on_change=self._mirror_gate)
+        # Whether this execution holds the gate itself, as histories before GATE_PATCH did (None until the run knows).
+        self._legacy: bool | None = None
+        self._decision: DecideInput | None = None  # the legacy gate's decision
 
     # -- messages ----------------------------------------------------------------------------------------------------
     @workflow.query(name=QUERY_STATUS)
@@ -74,67 +97,91 @@ class ChangeRequestWorkflow:
     def step_progress(self, record: StepRecord) -> None:
         self._status.record_step(record)
 
+    @workflow.signal(name=SIGNAL_GATE_CHANGED)
+    def gate_changed(self, report: GateReport) -> None:
+        self._relay.on_report(report)
+
+    @workflow.signal(name=SIGNAL_TICKET_CHANGED)
+    def ticket_changed(self, event: TicketEvent) -> None:
+        # Recorded only, for now: the ticket itself is re-read where a decision depends on it.
+        self._status.ticket_events = [*self._status.ticket_events, event][-5:]
+
+    @workflow.signal(name=SIGNAL_CHECK_APPROVALS)
+    async def check_approvals(self) -> None:
+        await workflow.wait_condition(lambda: self._legacy is not None)
+        if not self._legacy:
+            await self._relay.hint()
+
     @workflow.signal(name=SIGNAL_APPROVE)
-    def approve(self, approval: ApprovalInput) -> None:
-        self._accept_signal(
+    async def approve(self, approval: ApprovalInput) -> None:
+        await self._take(
             DecideInput(approver=approval.approver, decision=Decision.APPROVED, comments=approval.comments)
         )
 
     @workflow.signal(name=SIGNAL_REJECT)
-    def reject(self, approval: ApprovalInput) -> None:
-        self._accept_signal(
+    async def reject(self, approval: ApprovalInput) -> None:
+        await self._take(
             DecideInput(approver=approval.approver, decision=Decision.REJECTED, comments=approval.comments)
         )
 
-    def _accept_signal(self, decision: DecideInput) -> None:
-        # A signal cannot answer, so a refused one is only logged; callers who need an answer use `decide`.
-        problem = self._gate_problem(decision, allow_early=True)
-        if problem:
-            workflow.logger.warning("ignored %s signal: %s", decision.decision.value, problem[1])
-            return
-        self._decision = decision
+    async def _take(self, decision: DecideInput) -> None:
+        await workflow.wait_condition(lambda: self._legacy is not None)
+        if self._legacy:
+            self._accept_legacy_signal(decision)
+        else:
+            await self._relay.relay(decision)
 
     @workflow.update(name=UPDATE_DECIDE)
     async def decide(self, decision: DecideInput) -> GateState:
+        await workflow.wait_condition(lambda: self._legacy is not None)
+        if not self._legacy:
+            return await self._relay.decide(decision)
         self._decision = decision
         await workflow.wait_condition(lambda: self._status.gate.status != GateStatus.WAITING)
         return self._status.gate
 
     @decide.validator
     def _validate_decide(self, decision: DecideInput) -> None:
-        problem = self._gate_problem(decision, allow_early=False)
+        if not self._legacy:
+            self._relay.validate(decision)
+            return
+        problem = self._legacy_gate_problem(decision, allow_early=False)
         if problem:
-            # The type tells callers whose fault it is (the shim maps it to 422 / 403 / 409).
             raise ApplicationError(problem[1], type=problem[0], non_retryable=True)
 
-    def _gate_problem(self, decision: DecideInput, *, allow_early: bool) -> tuple[str, str] | None:
-        if not decision.approver.strip():
-            return GATE_EMPTY_APPROVER, "approver must not be empty"
-        gate = self._status.gate.status
-        open_states = {GateStatus.WAITING, GateStatus.PENDING} if allow_early else {GateStatus.WAITING}
-        if gate not in open_states or self._decision is not None:
-            return GATE_NOT_OPEN, f"no approval gate is open for {self._status.number} (gate: {gate.value})"
-        if self._runbook and self._runbook.approvers and decision.approver not in self._runbook.approvers:
-            return GATE_UNKNOWN_APPROVER, f"{decision.approver!r} is not an approver of runbook {self._runbook.name!r}"
-        return None
+    def _mirror_gate(self, gate: GateState) -> None:
+        self._status.gate = gate
+        if self._status.phase == "awaiting_approval" and gate.status == GateStatus.APPROVED:
+            self._status.phase = "running"
 
     # -- the run -----------------------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, change: ChangeInput) -> ChangeResult:
+        # Decided here, first: every message handler acts on it, and old histories replay the path they took.
+        self._legacy = not workflow.patched(GATE_PATCH)
         # A `decide` update answered just before the end must get its answer, not a lost handler.
         try:
             result = await self._run(change)
         except ApplicationError:
+            self._relay.close("the change's execution has ended")
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise
+        self._relay.close("the change's execution has ended")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
     async def _run(self, change: ChangeInput) -> ChangeResult:
-        ticket = self._ticket = await calls.LOAD_CHANGE(change.number)
+        try:
+            ticket = self._ticket = await calls.LOAD_CHANGE(change.number)
+        except ActivityError as error:
+            if self._legacy or _error_type(error) != "ChangeNotFound":
+                raise
+            return self._not_found(change.number)
         self._status.ticket_state = _state_name(ticket.state)
         self._status.phase = "resolving"
         choice = await calls.RESOLVE_RUNBOOK(ResolveInput(template=ticket.template, category=ticket.category))
+        if not self._legacy and (reason := not_ready(ticket, choice.runbook)):
+            return await self._not_ready(ticket, choice.runbook, reason)
         if choice.runbook is None:
             return await self._no_runbook(ticket)
         runbook = self._runbook = choice.runbook
@@ -142,6 +189,7 @@ class ChangeRequestWorkflow:
         self._status.progress.total = len(runbook.steps)
         if not runbook.destructive:
             self._status.gate.status = GateStatus.NOT_REQUIRED
+            self._relay.close(f"runbook {runbook.name!r} is not destructive: it has no approval gate")
         workflow.upsert_search_attributes(
             [
                 sa.CHANGE_NUMBER.value_set(ticket.number),
@@ -151,16 +199,21 @@ class ChangeRequestWorkflow:
         )
 
         self._status.phase = "starting"
-        begun = await calls.BEGIN_IMPLEMENTATION(BeginInput(ticket=ticket, runbook=runbook.name))
+        try:
+            begun = await calls.BEGIN_IMPLEMENTATION(BeginInput(ticket=ticket, runbook=runbook.name))
+        except ActivityError as error:
+            if self._legacy or _error_type(error) != CHANGE_NOT_READY:
+                raise
+            return await self._not_ready(ticket, runbook, failure_message(error))  # it changed since it was read
         self._set_ticket_state(ChangeState.IMPLEMENT)
 
-        if runbook.destructive and not await self._approval_gate(ticket, runbook):
+        if self._legacy and runbook.destructive and not await self._legacy_approval_gate(ticket, runbook):
             return await self._close_unapproved(ticket, runbook, begun.execution_url)
 
-        self._status.phase = "running"
+        self._status.phase = "awaiting_approval" if runbook.destructive and not self._legacy else "running"
         runbook = await pinned(runbook)
         try:
-            result = await workflow.execute_child_workflow(
+            child = await workflow.start_child_workflow(
                 "RunbookWorkflow" if runbook.workflow == "steps" else runbook.workflow,
                 RunbookRun(
                     runbook=runbook.name,
@@ -175,8 +228,13 @@ class ChangeRequestWorkflow:
                 result_type=RunbookResult,
                 execution_timeout=runbook.timeout,
             )
+            self._relay.attach(child)
+            result = await child
         except ChildWorkflowError as error:
             return await self._close_failed(ticket, runbook, begun.execution_url, error)
+        if result.gate is not None and result.gate.status in (GateStatus.REJECTED, GateStatus.TIMED_OUT):
+            self._mirror_gate(result.gate)
+            return await self._close_unapproved(ticket, runbook, begun.execution_url)
         return await self._close_succeeded(ticket, runbook, begun.execution_url, result)
 
     # -- pieces ------------------------------------------------------------------------------------------------------
@@ -201,7 +259,53 @@ class ChangeRequestWorkflow:
         )
         return self._finish(ChangeResult(number=ticket.number, outcome=ChangeOutcome.NO_RUNBOOK))
 
-    async def _approval_gate(self, ticket: ChangeTicket, runbook: RunbookPlan) -> bool:
+    def _not_found(self, number: str) -> ChangeResult:
+        """A change that ServiceNow does not know: bad input (a webhook for a missing change), not a production
+        failure, so no incident and nothing to write to."""
+        workflow.logger.warning("change %s not found in ServiceNow: nothing to run", number)
+        self._relay.close(f"{number} does not exist in ServiceNow")
+        return self._finish(
+            ChangeResult(number=number, outcome=ChangeOutcome.NOT_FOUND, error=f"{number} not found in ServiceNow")
+        )
+
+    async def _not_ready(self, ticket: ChangeTicket, runbook: RunbookPlan | None, reason: str) -> ChangeResult:
+        """ServiceNow does not let this change be implemented now: one work note, no state change, no incident."""
+        self._relay.close(f"{ticket.number} is not ready to be implemented")
+        await self._note(
+            ticket,
+            f"changeloop did not run this change: {reason}. ServiceNow decides what may run: a change runs once it is "
+            f"approved, Scheduled and not on hold. Nothing was run and the state was not changed. "
+            f"(Execution {workflow.info().workflow_id})",
+        )
+        return self._finish(
+            ChangeResult(
+                number=ticket.number,
+                outcome=ChangeOutcome.NOT_READY,
+                runbook=runbook.name if runbook else "",
+                error=reason,
+            )
+        )
+
+    # -- the gate as histories before GATE_PATCH held it (kept so they replay) ----------------------------------------
+    def _accept_legacy_signal(self, decision: DecideInput) -> None:
+        problem = self._legacy_gate_problem(decision, allow_early=True)
+        if problem:
+            workflow.logger.warning("ignored %s signal: %s", decision.decision.value, problem[1])
+            return
+        self._decision = decision
+
+    def _legacy_gate_problem(self, decision: DecideInput, *, allow_early: bool) -> tuple[str, str] | None:
+        if not decision.approver.strip():
+            return GATE_EMPTY_APPROVER, "approver must not be empty"
+        gate = self._status.gate.status
+        open_states = {GateStatus.WAITING, GateStatus.PENDING} if allow_early else {GateStatus.WAITING}
+        if gate not in open_states or self._decision is not None:
+            return GATE_NOT_OPEN, f"no approval gate is open for {self._status.number} (gate: {gate.value})"
+        if self._runbook and self._runbook.approvers and decision.approver not in self._runbook.approvers:
+            return GATE_UNKNOWN_APPROVER, f"{decision.approver!r} is not an approver of runbook {self._runbook.name!r}"
+        return None
+
+    async def _legacy_approval_gate(self, ticket: ChangeTicket, runbook: RunbookPlan) -> bool:
         gate = self._status.gate
         gate.status = GateStatus.WAITING
         gate.opened_at = workflow.now()

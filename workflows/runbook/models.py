@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config.runbooks import Duration, Runbook, runbook_digest
+from workflows.gate.models import GateState
 from workflows.status import StepProgress, StepRecord
 
 SIGNAL_STEP_PROGRESS = "step_progress"
@@ -61,6 +62,8 @@ class RunbookPlan(BaseModel):
     timeout: Duration = timedelta(hours=1)
     approval_timeout: Duration = timedelta(hours=24)
     approvers: list[str] = []
+    approver_group: str = ""
+    change_types: list[str] = ["standard"]
     params: dict[str, str] = {}
     inputs: list[str] = []
     optional_inputs: list[str] = []
@@ -130,11 +133,13 @@ class RunbookResult(BaseModel):
     # A runbook that knows better than "all steps passed" (a patch wave) sets these; the change closes with them.
     close_code: str = ""  # successful | successful_issues; empty = successful
     summary: str = ""  # replaces the step list in close_notes
+    gate: GateState | None = None  # a destructive runbook's approval gate; rejected or timed out: nothing ran
 
 
 class RunbookStatus(StepProgress):
     runbook: str
     result: RunbookResult | None = None
+    gate: GateState | None = None  # set once the run knows its runbook is destructive
 
 
 # -- activity inputs/outputs (workflows call activities by name; they never import activities/) ---------------------

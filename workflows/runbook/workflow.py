@@ -8,6 +8,8 @@ Work notes are batched: the first note after a quiet spell goes out at once, not
 held until `note_batch_size` of them are pending or `note_batch_seconds` have passed, so a runbook of many fast
 steps does not write one journal entry per step. The parent change workflow gets a `step_progress` signal per
 step for its status query.
+
+A destructive runbook holds its approval gate (workflows/gate/gate.py) before its first step, whatever started it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.change.models import NoteInput
     from workflows.failures import error_type, failure_message, root_cause
     from workflows.flow.models import FlowName
+    from workflows.gate.gate import Gate, GateHolder, pass_gate
     from workflows.incident.models import FailureReport
     from workflows.incident.reporting import step_attempts, step_report
     from workflows.runbook.models import (
@@ -73,12 +76,13 @@ async def pinned(plan: RunbookPlan) -> RunbookPlan:
 
 
 @workflow.defn(name="RunbookWorkflow")
-class RunbookWorkflow:
+class RunbookWorkflow(GateHolder):
     @workflow.init
     def __init__(self, run: RunbookRun) -> None:
         self._status = RunbookStatus(runbook=run.name)
         self._run = run
         self._plan: RunbookPlan | None = None
+        self._gate = Gate(ticket=run.change_sys_id, report_to=run.report_to)
         self._pending_notes: list[str] = []
         self._last_flush = workflow.now() - timedelta(days=1)
         self._route = SiteRoute()
@@ -101,8 +105,25 @@ class RunbookWorkflow:
 
     @workflow.run
     async def run(self, run: RunbookRun) -> RunbookResult:
+        # Every `decide` gets its answer before the run ends (not in a `finally`: an evicted run must not await).
+        try:
+            result = await self._run_steps(run)
+        except ApplicationError:
+            self._gate.close("the runbook has ended")
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise
+        self._gate.close("the runbook has ended")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+    async def _run_steps(self, run: RunbookRun) -> RunbookResult:
         plan = self._plan = await resolve_plan(run)
         self._status.progress = Progress(total=len(plan.steps))
+        if plan.destructive:
+            self._status.gate = self._gate.state
+        if (unapproved := await pass_gate(self._gate, plan)) is not None:
+            self._status.step, self._status.result = "", unapproved
+            return unapproved
         await self._resolve_site(run)
         for index, step in enumerate(plan.steps):
             record = await self._run_step(run, plan, index, step)

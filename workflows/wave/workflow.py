@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.change.models import NoteInput
     from workflows.failures import failure_message
+    from workflows.gate.gate import Gate, GateHolder, pass_gate
     from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookPlan, RunbookResult
     from workflows.runbook.workflow import resolve_plan
     from workflows.status import QUERY_STATUS, StepOutcome, StepRecord
@@ -55,7 +56,7 @@ FAILURES = (CiState.ROLLED_BACK, CiState.FAILED)
 
 
 @workflow.defn(name="PatchWaveWorkflow")
-class PatchWaveWorkflow:
+class PatchWaveWorkflow(GateHolder):
     @workflow.init
     def __init__(self, run: WaveRun) -> None:
         self._run = run
@@ -71,6 +72,9 @@ class PatchWaveWorkflow:
         self._wakeups = 0
         self._starting = 0  # child starts issued but not yet accepted by the server
         self._phase = "planning" if self._state.plan is None else "rolling"
+        # A destructive wave's approval gate is held once, before its plan (workflows/gate/gate.py).
+        decided = "" if self._state.plan is None else "the wave's approval gate was passed in its first run"
+        self._gate = Gate(ticket=run.change_sys_id, report_to=run.report_to, closed=decided)
 
     def _read_params(self) -> None:
         if self._entry is None:
@@ -139,6 +143,8 @@ class PatchWaveWorkflow:
         if self._params_error:
             raise ApplicationError(f"invalid wave params: {self._params_error}", type="InvalidWaveParams")
         if self._state.plan is None:
+            if (unapproved := await pass_gate(self._gate, self._entry)) is not None:
+                return unapproved
             await self._plan()
         while not self._state.exhausted:
             page = await self._load_page()
