@@ -36,7 +36,7 @@ DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     ("POST", re.compile(r"^/api/servicenow/(change|approval|change/event)$"), lambda m: CHANGE_WEBHOOK),
     ("POST", re.compile(r"^/api/flows/([^/]+)/run$"), lambda m: f"{FLOW_RUN_PREFIX}{m.group(1)}"),
-    ("GET", re.compile(r"^/api/executions/[^/]+/status$"), lambda m: EXECUTION_READ),
+    ("GET", re.compile(r"^/api/executions/[^/]+/(status|audit)$"), lambda m: EXECUTION_READ),
     ("POST", re.compile(r"^/api/executions/[^/]+/(approve|reject)$"), lambda m: APPROVAL_DECIDE),
     ("POST", re.compile(r"^/api/incidents/[^/]+/resolve$"), lambda m: INCIDENT_RESOLVE),
 ]

@@ -18,11 +18,11 @@ from config.registry import load_registry
 from config.settings import Settings
 from starter.audit import AuditReport, build_audit, to_markdown
 from starter.shim.app import create_app
-from tests.changes import Changes, start
-from tests.conftest import WEBHOOK_TOKEN
+from tests.changes import Changes, signed_decision, start
+from tests.conftest import OPERATOR_TOKEN
 from tests.evidence.conftest import Evidence
 from tests.helpers import wait_for
-from workflows.change.models import UPDATE_DECIDE, ChangeResult, DecideInput, Decision
+from workflows.change.models import UPDATE_DECIDE, ChangeResult, Decision
 from workflows.evidence.models import (
     AttachInput,
     AttachResult,
@@ -46,7 +46,8 @@ async def _gated_change_approved(
         return bool(status["gate"]["status"] == "waiting")
 
     await wait_for(gate_waiting, timeout=30, interval=0.1, message="approval gate waiting")
-    decision = DecideInput(approver="alice.ops", decision=Decision.APPROVED, comments="window agreed with CAB")
+    # As the shim sends it for alice's principal: signed (a plain update proves nothing, README "Security model").
+    decision = signed_decision(settings, handle.id, "alice.ops", Decision.APPROVED, "window agreed with CAB")
     await handle.execute_update(UPDATE_DECIDE, decision)
     result = await handle.result()
     assert isinstance(result, ChangeResult) and result.outcome == "successful"
@@ -133,7 +134,7 @@ async def test_the_shim_and_the_cli_export_the_same_audit(
     change = await _gated_change_approved(temporal_client, evidence_settings, changes, evidence)
     number = change["number"]
     app = create_app(evidence_settings, temporal_client, load_registry())
-    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}  # audit exports need execution:read
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://shim", headers=headers
     ) as api:

@@ -31,6 +31,7 @@ async def test_the_change_webhook_token_starts_changes_and_nothing_else(stack: S
             "reject": await rule.post("/api/executions/change-CHG0030001/reject", json={}),
             "run a flow": await rule.post("/api/flows/echo_flow/run", json={"inputs": {"message": "x"}}),
             "read an execution": await rule.get("/api/executions/change-CHG0030001/status"),
+            "read an audit export": await rule.get("/api/executions/change-CHG0030001/audit"),
             "resolve an incident": await rule.post("/api/incidents/INC0010001/resolve", json={"resolved_by": "x"}),
         }
         for what, response in refused.items():
