@@ -7,7 +7,7 @@ instance IDs), then, if `match_by_name`, by name (case-insensitive). Then:
   one of them failed: a failed scan proves nothing, so it never opens an incident;
 - a matched CI whose IP or OS differs from what the source sees has *drifted*.
 CIs in an inactive install status (retired, absent) are matched, so a live host with a retired CI is not "new", but
-are never reported missing.
+are never reported missing; where a name or key is shared, the active CI wins (`_Index`).
 """
 
 from __future__ import annotations
@@ -58,23 +58,38 @@ def _sample(bucket: list[str], text: str) -> None:
 
 
 class _Index:
-    """The declared CIs by key field value and by lower-cased name."""
+    """The declared CIs by key field value and by lower-cased name, each to every CI that carries it.
 
-    def __init__(self, cis: Iterable[dict[str, Any]], key_fields: set[str]) -> None:
-        self.by_key: dict[str, dict[str, dict[str, Any]]] = {f: {} for f in key_fields}
-        self.by_name: dict[str, dict[str, Any]] = {}
+    A name (or a key) is not unique in a CMDB: a host rebuilt under its old name has a retired CI and an installed
+    one. A live record matches the active CI when there is one, else a retired one (so it is not "new"); keeping
+    only the first CI seen would match the retired CI and leave the installed one unmatched, reported missing.
+    """
+
+    def __init__(self, cis: Iterable[dict[str, Any]], key_fields: set[str], inactive: set[str]) -> None:
+        self.inactive = inactive
+        self.by_key: dict[str, dict[str, list[dict[str, Any]]]] = {f: {} for f in key_fields}
+        self.by_name: dict[str, list[dict[str, Any]]] = {}
         self.all: list[dict[str, Any]] = []
         for ci in cis:
             self.all.append(ci)
             for key_field, index in self.by_key.items():
                 if value := str(ci.get(key_field, "")):
-                    index.setdefault(value, ci)
-            self.by_name.setdefault(str(ci.get("name", "")).lower(), ci)
+                    index.setdefault(value, []).append(ci)
+            self.by_name.setdefault(str(ci.get("name", "")).lower(), []).append(ci)
 
-    def match(self, record: InventoryRecord, key_field: str, by_name: bool) -> dict[str, Any] | None:
-        if record.key and (ci := self.by_key[key_field].get(record.key)):
+    def active(self, ci: dict[str, Any]) -> bool:
+        return str(ci.get("install_status", "")) not in self.inactive
+
+    def _best(self, candidates: list[dict[str, Any]], found: set[str]) -> dict[str, Any] | None:
+        """An active CI not matched yet, else any active one, else an inactive one; None when there is none."""
+        if not candidates:
+            return None
+        return min(candidates, key=lambda ci: (not self.active(ci), ci["sys_id"] in found))
+
+    def match(self, record: InventoryRecord, key_field: str, by_name: bool, found: set[str]) -> dict[str, Any] | None:
+        if record.key and (ci := self._best(self.by_key[key_field].get(record.key, []), found)):
             return ci
-        return self.by_name.get(record.name.lower()) if by_name else None
+        return self._best(self.by_name.get(record.name.lower(), []), found) if by_name else None
 
 
 class _Tallies:
@@ -105,7 +120,8 @@ def diff(
     """`inventory(source name)` yields that source's stored records; it is only asked for sources that scanned."""
     ok = {s.source for s in scans if s.ok}
     sources = {s.name: s for s in config.sources}
-    index = _Index(cmdb, {s.key_field for s in config.sources})
+    inactive = set(config.cmdb.inactive_install_status)
+    index = _Index(cmdb, {s.key_field for s in config.sources}, inactive)
     tally, delta, report = _Tallies(), Delta(), DiffReport()
     delta.report = report
     found: set[str] = set()
@@ -115,7 +131,7 @@ def diff(
         if source.name not in ok:
             continue
         for record in inventory(source.name):
-            ci = index.match(record, source.key_field, config.match_by_name)
+            ci = index.match(record, source.key_field, config.match_by_name, found)
             if ci is None:
                 _new(config, source.key_field, record, queued, delta, tally)
                 continue
@@ -143,7 +159,7 @@ def diff(
 
     covers = {name: set(s.covers or config.cmdb.classes) for name, s in sources.items()}
     for ci in index.all:
-        if ci["sys_id"] in found or str(ci.get("install_status", "")) in config.cmdb.inactive_install_status:
+        if ci["sys_id"] in found or not index.active(ci):
             continue
         ci_class = str(ci.get("sys_class_name", ""))
         covering = [name for name in sources if ci_class in covers[name]]

@@ -155,3 +155,50 @@ async def test_a_large_delta_is_applied_in_batches_that_each_fit_the_budget(scen
         "a delta batch plus the run's config reference stays small; the inventory never enters history"
     )
     assert json.dumps(summary)  # the result is plain JSON
+
+
+async def test_a_live_host_named_like_a_retired_ci_and_an_installed_one_matches_the_installed_one(
+    scenario: Scenario,
+) -> None:
+    s = scenario
+    # The retired CI is pulled first (its class comes first in the scope), so a first-come name index keeps it.
+    await s.ci("app-01", install_status="7", serial_number=s.name("SN-app-01-old"))
+    installed = await s.ci("app-01", ci_class="cmdb_ci_server", serial_number=s.name("SN-app-01-new"))
+    # The live host reports a serial neither CI carries (a rebuilt board): only its name can match it.
+    live = [s.host("app-01", "10.9.5.1", serial_number=s.name("SN-app-01-live"))]
+
+    summary = await s.run(s.config(s.source("dc1", live)))
+
+    assert summary.new == [] and summary.created_total == 0, "matched, not new"
+    assert summary.missing == [] and summary.incidents_total == 0, "the installed CI is seen, not missing"
+    assert await s.incidents_for(installed["sys_id"]) == []
+    assert [ci["name"] for ci in await s.cis()].count(s.name("app-01")) == 2, "no CI created"
+
+
+async def test_a_live_host_sharing_a_key_with_a_retired_ci_matches_the_installed_one(scenario: Scenario) -> None:
+    s = scenario
+    await s.ci("old-name", install_status="7", serial_number=s.name("SN-shared"))
+    installed = await s.ci("new-name", ci_class="cmdb_ci_server", serial_number=s.name("SN-shared"))
+    live = [s.host("renamed", "10.9.5.2", serial_number=s.name("SN-shared"))]
+
+    summary = await s.run(s.config(s.source("dc1", live)))
+
+    assert summary.new == [] and summary.missing == []
+    assert await s.incidents_for(installed["sys_id"]) == []
+
+
+async def test_a_live_host_whose_only_same_name_cis_are_retired_is_matched_and_never_missing(
+    scenario: Scenario,
+) -> None:
+    s = scenario
+    retired = await s.ci("batch-01", install_status="7", serial_number=s.name("SN-batch-01-a"))
+    await s.ci("batch-01", ci_class="cmdb_ci_server", install_status="100", serial_number=s.name("SN-batch-01-b"))
+    live = [s.host("batch-01", "10.9.5.3", serial_number=s.name("SN-batch-01-live"))]
+
+    summary = await s.run(s.config(s.source("dc1", live)))
+
+    assert summary.new == [] and summary.created_total == 0, "a retired CI still names the host: not new"
+    assert summary.missing == [] and summary.incidents_total == 0
+    assert await s.incidents_for(retired["sys_id"]) == []
+    (row,) = [t for t in summary.tallies if t.source == "dc1"]
+    assert row.matched == 1 and row.new == 0
