@@ -8,10 +8,12 @@ level, snapshots, service health, per-host faults and call counters.
 Host agent API (what activities/hosts.py HttpOperator calls):
   POST /fleet/hosts/{name}/snapshots {"label"}       -> {"snapshot_id","created","level"}   (same label: same snapshot)
   POST /fleet/hosts/{name}/patch {"level"}           -> {"changed","level","previous_level","message"}; 422 patch fault
+  GET  /fleet/hosts/{name}/level                     -> {"level"}  (once no package transaction runs)
   GET  /fleet/hosts/{name}/health                    -> {"healthy","level","services"}
   POST /fleet/hosts/{name}/rollback {"snapshot_id"}  -> {"level","message"}; 404 unknown snapshot
   POST /fleet/hosts/{name}/actions {"action","args"} -> {"output"}
-An unreachable host answers 504 to all of these; a slow one answers late.
+An unreachable host answers 504 to all of these; a slow one answers late; `lose_answers` applies an operation and
+then answers 502, as when the connection drops after the host did the work (the caller cannot tell).
 Control (tests, bench, demo): GET /fleet/hosts (live inventory), GET /fleet/hosts/{name} (state + counters),
 PUT /fleet/hosts/{name}/faults, GET|PUT /fleet/config, POST /fleet/reset. No auth, like /sandbox/*.
 """
@@ -21,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.instance import Instance
 from sandbox.seed import read_seed
@@ -54,17 +56,27 @@ class FleetConfig(BaseModel):
     op_seconds: float = Field(default=0.0, ge=0)  # fixed duration of every host operation (bench, slow demos)
 
 
+LosableOp = Literal["snapshot", "patch", "rollback"]
+
+
 class HostFaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt fault must fail the test that sets it, not do nothing
+
     patch_fails: bool = False
     unhealthy_after_patch: bool = False  # health check fails while the host is above its baseline level
     unreachable: bool = False
     slow_seconds: float = Field(default=0.0, ge=0)
+    # The next N calls of an operation do their work, then their answer is lost (502): a retry meets a changed host.
+    lose_answers: dict[LosableOp, int] = {}
 
 
 class Counters(BaseModel):
+    """Calls per operation as the agent received them (a retried call counts twice), and level changes."""
+
     snapshot_calls: int = 0
     patch_calls: int = 0
     patches_applied: int = 0
+    level_calls: int = 0
     health_calls: int = 0
     rollback_calls: int = 0
     action_calls: int = 0
@@ -84,6 +96,13 @@ class Host:
     @property
     def name(self) -> str:
         return self.inventory["name"]
+
+    def answer_lost(self, op: LosableOp) -> bool:
+        """Whether this call's answer is lost (after its work is done); spends one of the fault's count."""
+        left = self.faults.lose_answers.get(op, 0)
+        if left > 0:
+            self.faults.lose_answers[op] = left - 1
+        return left > 0
 
     def healthy(self) -> bool:
         return not (self.faults.unhealthy_after_patch and self.level != self.baseline)
@@ -159,6 +178,10 @@ def _fleet(request: Request) -> Fleet:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "detail": ""}, "status": "failure"}, status_code=status)
+
+
+def _lost(name: str, op: str) -> JSONResponse:
+    return _error(502, f"{name}: {op}: connection reset by peer before the agent answered")
 
 
 async def _reach(fleet: Fleet, name: str, op: str) -> Host | JSONResponse:
@@ -241,10 +264,10 @@ async def snapshot(request: Request, name: str, body: SnapshotBody) -> dict[str,
         return host
     existing = host.snapshots.get(body.label)
     if existing is not None:
-        return {**existing, "created": False}
+        return _lost(name, "snapshot") if host.answer_lost("snapshot") else {**existing, "created": False}
     taken = {"snapshot_id": fleet.next_snapshot_id(name), "label": body.label, "level": host.level}
     host.snapshots[body.label] = taken
-    return {**taken, "created": True}
+    return _lost(name, "snapshot") if host.answer_lost("snapshot") else {**taken, "created": True}
 
 
 @router.post("/hosts/{name}/patch", response_model=None)
@@ -262,10 +285,30 @@ async def patch(request: Request, name: str, body: PatchBody) -> dict[str, Any] 
         if host.faults.patch_fails:
             return _error(422, f"{name}: package transaction failed: dpkg: error processing package libssl3")
         if host.level == target:
-            return {"changed": False, "level": target, "previous_level": target, "message": f"already at {target}"}
-        previous, host.level = host.level, target
-        host.counters.patches_applied += 1
-        return {"changed": True, "level": target, "previous_level": previous, "message": f"{previous} -> {target}"}
+            answer = {"changed": False, "level": target, "previous_level": target, "message": f"already at {target}"}
+        else:
+            previous, host.level = host.level, target
+            host.counters.patches_applied += 1
+            answer = {
+                "changed": True,
+                "level": target,
+                "previous_level": previous,
+                "message": f"{previous} -> {target}",
+            }
+        return _lost(name, "patch") if host.answer_lost("patch") else answer
+
+
+@router.get("/hosts/{name}/level", response_model=None)
+async def level(request: Request, name: str) -> dict[str, Any] | JSONResponse:
+    """The installed level, read once no package transaction runs (a patch in progress holds the host's lock)."""
+    fleet = _fleet(request)
+    if (found := fleet.host(name)) is not None:
+        found.counters.level_calls += 1
+    host = await _reach(fleet, name, "level")
+    if isinstance(host, JSONResponse):
+        return host
+    async with host.lock:
+        return {"level": host.level}
 
 
 @router.get("/hosts/{name}/health", response_model=None)
@@ -294,6 +337,8 @@ async def rollback(request: Request, name: str, body: RollbackBody) -> dict[str,
         return _error(404, f"{name}: no snapshot {body.snapshot_id!r}")
     async with host.lock:
         previous, host.level = host.level, taken["level"]
+    if host.answer_lost("rollback"):
+        return _lost(name, "rollback")
     return {"level": host.level, "message": f"restored {body.snapshot_id}: {previous} -> {host.level}"}
 
 

@@ -7,6 +7,11 @@ Every operation heartbeats while it waits, so a lost worker is noticed within th
 cancelled activity stops its request or kills its process. Every operation is idempotent: a snapshot is keyed by
 its label (the change number), patching a host already at the target level is a no-op that says so, and a
 rollback to the same snapshot twice lands in the same place. That is what makes retries after a worker crash safe.
+
+A retried patch reads the host's level first: when an earlier attempt applied the patch and its answer was lost,
+the host is at the target (or no longer at the snapshot's level) and it is not patched a second time. Whether the
+wave changed the host is the workflow's call, from the snapshot's level and the level reached, never from this
+call's `changed` flag alone (workflows/wave/host.py).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ NO_SECRETS = NamedSecrets([], {})
 
 class HostOperator(Protocol):
     async def snapshot(self, ci: CiRef, label: str) -> HostOpResult: ...
+    async def level(self, ci: CiRef) -> str | None: ...  # None: this driver cannot read a host's level
     async def patch(self, ci: CiRef, level: str) -> HostOpResult: ...
     async def health_check(self, ci: CiRef) -> HostOpResult: ...
     async def rollback(self, ci: CiRef, snapshot_id: str) -> HostOpResult: ...
@@ -94,6 +100,10 @@ class HttpOperator:
         snapshot_id = str(data.get("snapshot_id", ""))
         verb = "created" if data.get("created", True) else "already existed"
         return HostOpResult(snapshot_id=snapshot_id, level=str(data.get("level", "")), message=f"snapshot {verb}")
+
+    async def level(self, ci: CiRef) -> str | None:
+        data = await self._call("GET", ci, "level")
+        return str(data["level"]) if data.get("level") else None
 
     async def patch(self, ci: CiRef, level: str) -> HostOpResult:
         data = await self._call("POST", ci, "patch", {"level": level})
@@ -178,15 +188,21 @@ class CommandOperator:
     async def snapshot(self, ci: CiRef, label: str) -> HostOpResult:
         output = await self._must("snapshot", self.config.snapshot, ci, {"label": label})
         lines = [line.strip() for line in output.splitlines() if line.strip()]
-        return HostOpResult(snapshot_id=lines[-1] if lines else label, message="snapshot taken")
+        preserved = await self.level(ci)  # a snapshot does not change the level: the one it preserves
+        return HostOpResult(snapshot_id=lines[-1] if lines else label, level=preserved or "", message="snapshot taken")
+
+    async def level(self, ci: CiRef, target: str = "") -> str | None:
+        if self.config.level is None:
+            return None
+        return (await self._must("level", self.config.level, ci, {"level": target})).strip() or None
 
     async def patch(self, ci: CiRef, level: str) -> HostOpResult:
-        if self.config.level is not None:
-            current = (await self._must("level", self.config.level, ci, {"level": level})).strip()
-            if current == level:
-                return HostOpResult(changed=False, level=level, message=f"already at {level}: nothing to do")
+        current = await self.level(ci, level)
+        if current == level:
+            return HostOpResult(changed=False, level=level, message=f"already at {level}: nothing to do")
         output = await self._must("patch", self.config.patch, ci, {"level": level})
-        return HostOpResult(changed=True, level=level, message=output.strip()[-300:])
+        reached = await self.level(ci, level)
+        return HostOpResult(changed=True, level=reached or level, message=output.strip()[-300:])
 
     async def health_check(self, ci: CiRef) -> HostOpResult:
         code, output = await self._run("health_check", self.config.health_check, ci, {})
@@ -238,7 +254,19 @@ class HostActivities:
 
     @activity.defn(name=calls.HOST_PATCH.name)
     async def host_patch(self, request: HostOpInput) -> HostOpResult:
-        return await self.operator(request.ci).patch(request.ci, request.level)
+        operator, ci = self.operator(request.ci), request.ci
+        if activity.info().attempt > 1:
+            # An earlier attempt may have applied the patch and lost its answer: look before patching again.
+            current = await operator.level(ci)
+            if current is not None and (
+                current == request.level or (request.from_level and current != request.from_level)
+            ):
+                return HostOpResult(
+                    changed=current != request.from_level if request.from_level else False,
+                    level=current,
+                    message=f"{request.from_level or '?'} -> {current} (applied by an earlier attempt)",
+                )
+        return await operator.patch(ci, request.level)
 
     @activity.defn(name=calls.HOST_HEALTH_CHECK.name)
     async def host_health_check(self, request: HostOpInput) -> HostOpResult:

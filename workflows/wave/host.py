@@ -4,6 +4,11 @@ One host's outcome is a result, never an exception: a patch that fails or a host
 rolled back to the snapshot and reported `rolled_back`; a host that cannot even be snapshotted (unreachable) or
 cannot be rolled back is reported `failed`. The wave hears about it through the `host_done` signal, because the
 wave continues as new and cannot await children that an earlier run started.
+
+Whether this wave changed the host is read from the snapshot's level against the level the patch reached, not
+from the patch call's `changed` flag: a patch retried after its answer was lost finds the host at the target
+already, yet it was this wave that moved it, so an unhealthy host is still rolled back and a healthy one is
+reported patched, not a no-op.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ with workflow.unsafe.imports_passed_through():
         HostStatus,
         PatchHostInput,
     )
+
+
+# Histories from before it decided "changed" from the patch call's flag alone (see `_changed`).
+CHANGED_BY_SNAPSHOT_LEVEL = "host-changed-by-snapshot-level"
 
 
 class HostStepFailed(Exception):
@@ -64,21 +73,38 @@ class PatchHostWorkflow:
         except HostStepFailed as error:
             return HostReport(ci=name, outcome=HostOutcome.FAILED, detail=f"{error}; host left untouched")
         try:
-            patched = await self._op(job, calls.HOST_PATCH, "patch", level=job.target_level)
+            patched = await self._op(job, calls.HOST_PATCH, "patch", level=job.target_level, from_level=snapshot.level)
         except HostStepFailed as error:
             return await self._rollback(job, snapshot, str(error))
+        changed = self._changed(snapshot, patched)
         try:
             health = await self._op(job, calls.HOST_HEALTH_CHECK, "health check")
             problem = "" if health.healthy else f"health check failed after patch: {health.message or 'unhealthy'}"
         except HostStepFailed as error:
             problem = str(error)
         if not problem:
-            detail = patched.message if patched.changed else f"already at {patched.level}: nothing to do (no-op)"
-            return HostReport(ci=name, outcome=HostOutcome.PATCHED, detail=detail, changed=patched.changed)
-        if not patched.changed:
+            if not changed:
+                detail = f"already at {patched.level}: nothing to do (no-op)"
+            elif patched.changed or not snapshot.level:
+                detail = patched.message
+            else:
+                detail = f"{snapshot.level} -> {patched.level}"
+            return HostReport(ci=name, outcome=HostOutcome.PATCHED, detail=detail, changed=changed)
+        if not changed:
             # This wave changed nothing, so a rollback would undo someone else's work.
             return HostReport(ci=name, outcome=HostOutcome.FAILED, detail=f"{problem}; host was already at target")
         return await self._rollback(job, snapshot, problem)
+
+    @staticmethod
+    def _changed(snapshot: HostOpResult, patched: HostOpResult) -> bool:
+        """Did this wave move the host? The snapshot's level against the level reached; the patch call's flag only
+        when a driver reports no levels (it says "already there" on a retry whose first attempt did the work)."""
+        if not (snapshot.level and patched.level):
+            return patched.changed
+        moved = snapshot.level != patched.level
+        if moved != patched.changed and not workflow.patched(CHANGED_BY_SNAPSHOT_LEVEL):
+            return patched.changed  # replaying a history from before: it decided by the flag
+        return moved
 
     async def _rollback(self, job: PatchHostInput, snapshot: HostOpResult, reason: str) -> HostReport:
         name = job.ci.name

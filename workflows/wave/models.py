@@ -94,6 +94,7 @@ class HostOpInput(BaseModel):
     ci: CiRef
     change_number: str = ""
     level: str = ""
+    from_level: str = ""  # patch: the level the snapshot recorded, so a retried patch can tell its own work
     snapshot_id: str = ""
     label: str = ""
     action: str = ""
@@ -104,7 +105,7 @@ class HostOpResult(BaseModel):
     changed: bool = True
     message: str = ""
     snapshot_id: str = ""
-    level: str = ""
+    level: str = ""  # snapshot: the level it preserves; patch: the level reached ("" when the driver cannot tell)
     healthy: bool = True
 
 
