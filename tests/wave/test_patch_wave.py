@@ -61,7 +61,9 @@ async def test_wave_of_20_with_two_failures_patches_18_rolls_back_2_and_closes_s
     assert hosts["fleet-13"]["patch_level"] == BASELINE, "the unhealthy host is back on its snapshot"
     assert hosts["fleet-13"]["counters"]["rollback_calls"] == 1
     assert all(hosts[n]["patch_level"] == TARGET for n in FLEET if n not in ("fleet-04", "fleet-13"))
-    assert all(h["counters"]["patches_applied"] <= 1 for h in hosts.values())
+    assert {n: h["counters"]["patch_calls"] for n, h in hosts.items()} == dict.fromkeys(FLEET, 1), (
+        "no host patched twice"
+    )
 
 
 async def test_per_host_progress_reaches_the_ticket_as_batched_work_notes(
@@ -122,6 +124,7 @@ async def test_already_patched_ci_is_a_no_op_that_says_so(
     counters = await fleet.counters([f"pay-web-0{n}" for n in range(1, 5)])
     assert counters["pay-web-02"]["patches_applied"] == 1, "only the admin's own patch: the wave changed nothing"
     assert all(c["patches_applied"] == 1 for c in counters.values())
+    assert [c["patch_calls"] for c in counters.values()] == [1, 2, 1, 1], "one call each from the wave (+ the admin's)"
     assert wave.status.counts.patched == 4 and wave.status.counts.unchanged == 1
     assert "pay-web-02: patched - already at 2025.06: nothing to do (no-op)" in wave.summary()
 
@@ -148,4 +151,5 @@ async def test_wave_continues_as_new_per_cmdb_page_and_patches_every_ci_once(
     runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = '{wave_workflow_id(wave.number)}'")]
     assert len(runs) == 3
     counters = await fleet.counters(FLEET)
+    assert {n: c["patch_calls"] for n, c in counters.items()} == dict.fromkeys(FLEET, 1), "each CI patched once"
     assert all(c["patches_applied"] == 1 for c in counters.values())
