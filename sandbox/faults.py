@@ -17,7 +17,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-FaultMode = Literal["error_500", "error_503", "rate_limit", "timeout_before_write", "timeout_after_write"]
+FaultMode = Literal[
+    "error_500", "error_503", "rate_limit", "timeout_before_write", "timeout_after_write", "error_after_write"
+]
+# Modes that let the write commit, then spoil the answer: late (after `hang_seconds`) or lost (502 from the gateway).
+AFTER_WRITE = frozenset({"timeout_after_write", "error_after_write", "random_late_answer", "random_lost_answer"})
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RateLimitConfig(BaseModel):
@@ -44,6 +49,10 @@ class FaultConfig(BaseModel):
     latency_ms: int = Field(default=0, ge=0)
     timeout_rate: float = Field(default=0.0, ge=0, le=1)
     timeout_seconds: float = Field(default=30.0, ge=0)
+    # Of the writes (POST/PUT/PATCH/DELETE): the share that commit and then answer after `timeout_seconds`, and the
+    # share that commit and then lose their answer (502). The caller cannot tell either from a write that failed.
+    late_answer_rate: float = Field(default=0.0, ge=0, le=1)
+    lost_answer_rate: float = Field(default=0.0, ge=0, le=1)
     rules: list[FaultRule] = Field(default_factory=list)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     random_seed: int | None = None
@@ -57,13 +66,13 @@ class FaultConfig(BaseModel):
 class Fault:
     """What to do to one request: answer `status` at once, or hang `hang_seconds` before/after the write."""
 
-    mode: FaultMode | Literal["random_error", "random_timeout"]
+    mode: FaultMode | Literal["random_error", "random_timeout", "random_late_answer", "random_lost_answer"]
     status: int = 0
     hang_seconds: float = 0.0
 
     @property
     def after_write(self) -> bool:
-        return self.mode == "timeout_after_write"
+        return self.mode in AFTER_WRITE
 
 
 @dataclass(frozen=True)
@@ -105,12 +114,18 @@ class FaultInjector:
                     rule.count -= 1
                     if rule.count <= 0:
                         self._config.rules.remove(rule)
-                    status = {"error_500": 500, "error_503": 503, "rate_limit": 429}.get(rule.mode, 0)
-                    return Fault(rule.mode, status=status, hang_seconds=rule.hang_seconds)
-            if self._config.error_rate and self._random.random() < self._config.error_rate:
-                return Fault("random_error", status=self._random.choice(self._config.error_statuses or [500]))
-            if self._config.timeout_rate and self._random.random() < self._config.timeout_rate:
-                return Fault("random_timeout", hang_seconds=self._config.timeout_seconds)
+                    status = {"error_500": 500, "error_503": 503, "rate_limit": 429, "error_after_write": 502}
+                    return Fault(rule.mode, status=status.get(rule.mode, 0), hang_seconds=rule.hang_seconds)
+            config, draw = self._config, self._random.random
+            if config.error_rate and draw() < config.error_rate:
+                return Fault("random_error", status=self._random.choice(config.error_statuses or [500]))
+            if config.timeout_rate and draw() < config.timeout_rate:
+                return Fault("random_timeout", hang_seconds=config.timeout_seconds)
+            if method.upper() in WRITES:
+                if config.late_answer_rate and draw() < config.late_answer_rate:
+                    return Fault("random_late_answer", hang_seconds=config.timeout_seconds)
+                if config.lost_answer_rate and draw() < config.lost_answer_rate:
+                    return Fault("random_lost_answer", status=502)
         return None
 
     def take(self, user: str) -> RateDecision:

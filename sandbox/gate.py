@@ -111,9 +111,14 @@ async def _play(fault: Fault) -> None:
 
 
 async def after_write(caller: Caller) -> None:
-    """`timeout_after_write`: the record is committed, then the answer is late — the retry-duplicates trap."""
-    if caller.fault is not None and caller.fault.after_write:
-        await asyncio.sleep(caller.fault.hang_seconds)
+    """The record is committed, then the answer is late (`timeout_after_write`) or lost (`error_after_write`: a 502
+    from the gateway) — the retry-duplicates trap: the caller cannot tell it from a write that never happened."""
+    fault = caller.fault
+    if fault is None or not fault.after_write:
+        return
+    if fault.status:
+        raise ApiError(fault.status, "Bad Gateway", "The connection to the node was lost before it answered")
+    await asyncio.sleep(fault.hang_seconds)
 
 
 def visible_rows(state: SandboxState, user: str, table: str, rows: list[Record]) -> list[Record]:

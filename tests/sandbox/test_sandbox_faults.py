@@ -68,6 +68,35 @@ def test_timeout_before_write_hangs_then_writes_nothing(api: httpx.Client, contr
     assert result(api.get("/api/now/table/cmn_location", params={"sysparm_query": f"name={name}"})) == []
 
 
+def test_error_after_write_commits_then_answers_502(api: httpx.Client, control: httpx.Client) -> None:
+    rule = {"method": "POST", "table": "cmn_location", "mode": "error_after_write"}
+    control.put("/faults", json={"rules": [rule]}).raise_for_status()
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    answer = api.post("/api/now/table/cmn_location", json={"name": name})
+    assert answer.status_code == 502 and answer.json()["status"] == "failure"
+    # The caller saw a failure, yet the record exists: a blind retry would duplicate it.
+    assert len(result(api.get("/api/now/table/cmn_location", params={"sysparm_query": f"name={name}"}))) == 1
+
+
+def test_lost_and_late_answer_rates_spoil_only_writes_after_they_commit(
+    api: httpx.Client, control: httpx.Client
+) -> None:
+    control.put("/faults", json={"lost_answer_rate": 1.0}).raise_for_status()
+    assert api.get("/api/now/table/cmn_location", params={"sysparm_limit": "1"}).status_code == 200
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    assert api.post("/api/now/table/cmn_location", json={"name": name}).status_code == 502
+    control.put("/faults", json={"late_answer_rate": 1.0, "timeout_seconds": 0.3}).raise_for_status()
+    started = time.monotonic()
+    created = result(api.post("/api/now/table/cmn_location", json={"name": f"{name}-late"}), 201)
+    assert time.monotonic() - started >= 0.3 and created["name"] == f"{name}-late"
+    control.post("/reset-faults").raise_for_status()
+    query = {"sysparm_query": f"nameSTARTSWITH{name}"}
+    assert sorted(r["name"] for r in result(api.get("/api/now/table/cmn_location", params=query))) == [
+        name,
+        f"{name}-late",
+    ]
+
+
 def test_latency_delays_every_answer(api: httpx.Client, control: httpx.Client) -> None:
     control.put("/faults", json={"latency_ms": 150}).raise_for_status()
     started = time.monotonic()
