@@ -167,6 +167,18 @@ class SandboxControl:
         """Every OAuth access token stops working at once, as when a session is revoked."""
         await self._call("POST", "/expire-tokens")
 
+    async def hide_rows(
+        self, table: str, *, sys_ids: list[str] | None = None, query: str = "", user: str = INTEGRATION_USER[0]
+    ) -> None:
+        """Row-level ACLs (sandbox/acl.py): rows of `table` (and the tables extending it) `user` may not read, added
+        to the rules already set. `clear_acl` lifts them all."""
+        current = await self._call("GET", "/acl")
+        rule = {"table": table, "user": user, "sys_ids": sys_ids or [], "query": query}
+        await self._call("PUT", "/acl", {"rules": [*current["rules"], rule]})
+
+    async def clear_acl(self) -> None:
+        await self._call("DELETE", "/acl")
+
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Any]:
@@ -196,6 +208,15 @@ async def reset_faults(sandbox_control: SandboxControl) -> AsyncIterator[Sandbox
         yield sandbox_control
     finally:
         await sandbox_control.clear_faults()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def hidden_rows(sandbox_control: SandboxControl) -> AsyncIterator[SandboxControl]:
+    """For a test that hides rows from the integration user: every row is readable again once the test ends."""
+    try:
+        yield sandbox_control
+    finally:
+        await sandbox_control.clear_acl()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -1,8 +1,9 @@
 """Change-ticket activities: read the change, move it along the change model, write work notes, close it.
 
 Every write is safe to retry: state moves only step forward from the state the instance reports now, and a work
-note retried after a lost answer is looked up in the journal before it is written again. Work notes and close
-notes pass the scrubber (ops/scrub.py) on their way to the ticket: they quote step output.
+note retried after a lost answer is looked up in the journal before it is written again (activities/lookups.py:
+also when the integration user may not read the journal entry). Work notes and close notes pass the scrubber
+(ops/scrub.py) on their way to the ticket: they quote step output.
 changeloop never moves a change through Assess or Authorize: those are the approval flow's moves
 (docs/architecture.md, "Trust"); it takes a change that ServiceNow has Scheduled to Implement, and nothing else.
 """
@@ -13,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import servicenow_errors
+from activities.lookups import journal_has
 from config.settings import Settings
 from ops.scrub import SCRUBBER
 from servicenow.change_request import ChangeRequest, ChangeState, transitions_between
@@ -143,9 +145,7 @@ class TicketActivities:
             await self.sn.update(request.table, request.sys_id, {"work_notes": request.text}, fields=["sys_id"])
 
     async def _note_exists(self, request: NoteInput) -> bool:
-        query = Query().eq("element_id", request.sys_id).eq("element", "work_notes").order_by_desc("sys_created_on")
-        recent = await self.sn.list("sys_journal_field", query, fields=["value"], limit=20, page_size=20)
-        return any(str(entry.get("value", "")).strip() == request.text.strip() for entry in recent)
+        return await journal_has(self.sn, request.sys_id, "work_notes", request.text)
 
     @activity.defn(name=calls.CLOSE_CHANGE.name)
     async def close_change(self, request: CloseInput) -> str:

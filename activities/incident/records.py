@@ -15,6 +15,7 @@ from temporalio import activity
 from activities.errors import servicenow_errors
 from activities.incident.text import description, scrub, short_description, slack_text
 from activities.incident.triage import CI_ROUTING_FIELDS, Router
+from activities.lookups import find_first
 from activities.slack import post_to_slack
 from config.reconcile import CriticalityRule, RoutingConfig
 from config.settings import Settings
@@ -182,7 +183,9 @@ class IncidentActivities:
     async def open_incident_record(self, request: OpenIncidentInput) -> IncidentRef:
         failed = request.request
         async with servicenow_errors():
-            existing = await self.sn.first(
+            # An open incident for this failure the integration user may not read stops the create (HiddenRecord).
+            existing = await find_first(
+                self.sn,
                 "incident",
                 Query()
                 .eq("correlation_id", failed.failed_workflow_id)

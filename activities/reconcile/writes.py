@@ -4,7 +4,8 @@ Exactly once per item, however often the batch runs (docs/architecture.md, "Serv
 idempotent):
 - every create looks its natural key up immediately before it writes (a CI by its key field, or by name and class;
   an incident by `correlation_id` among open incidents), so a batch retried after a lost answer or a failed sibling
-  finds what an earlier attempt wrote instead of writing it again;
+  finds what an earlier attempt wrote instead of writing it again; a match the integration user may not read fails
+  the item (activities/lookups.py), it is never created a second time;
 - what an earlier attempt of this run wrote still counts as this run's work: a CI the diff found new (absent when
   the CMDB was pulled) that now carries this reconciliation's `discovery_source` was created by it, and an open
   incident whose description links this very run was opened by it. The summary then says "created 60" after a
@@ -26,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import servicenow_errors
 from activities.incident.triage import Router
+from activities.lookups import find_first, journal_has
 from config.reconcile import DriftMode, ReconcileConfig
 from servicenow.client import ServiceNowClient
 from servicenow.cmdb import ConfigurationItem
@@ -136,27 +138,23 @@ class BatchWriter:
         record = item.record
         if not record.key:
             query = Query().eq("name", record.name).eq("sys_class_name", record.ci_class)
-            return await self.sn.first("cmdb_ci", query, fields=CI_FIELDS)
-        found = await self.sn.first(
-            "cmdb_ci", Query().eq(item.key_field, record.key), fields=[*CI_FIELDS, item.key_field]
+            return await find_first(self.sn, "cmdb_ci", query, fields=CI_FIELDS)
+        found = await find_first(
+            self.sn, "cmdb_ci", Query().eq(item.key_field, record.key), fields=[*CI_FIELDS, item.key_field]
         )
         # An instance ignores a clause on a field it lacks and answers any row: trust only a row that carries the key.
         return found if found is not None and str(found.get(item.key_field, "")) == record.key else None
 
     async def _find_open_incident(self, correlation: str) -> dict[str, Any] | None:
         query = Query().eq("correlation_id", correlation).not_in("state", CLOSED_INCIDENT).order_by("sys_created_on")
-        return await self.sn.first("incident", query, fields=INCIDENT_FIELDS, exclude_reference_link=True)
+        return await find_first(self.sn, "incident", query, fields=INCIDENT_FIELDS, exclude_reference_link=True)
 
     async def _noted(self, item: DriftedCi, note: str) -> bool:
         """On a retried batch, whether an earlier attempt appended this note already: a journal field (work_notes)
         appends on every write, so writing it again would show the note twice."""
         if not activity.in_activity() or activity.info().attempt == 1:
             return False
-        query = (
-            Query().eq("element_id", item.sys_id).eq("element", self.config.note_field).order_by_desc("sys_created_on")
-        )
-        recent = await self.sn.list("sys_journal_field", query, fields=["value"], limit=20, page_size=20)
-        return any(str(entry.get("value", "")).strip() == note.strip() for entry in recent)
+        return await journal_has(self.sn, item.sys_id, self.config.note_field, note)
 
     # -- the writes ------------------------------------------------------------------------------------------------
     def _discovery_source(self, item: NewCi) -> str:
