@@ -22,6 +22,7 @@ from activities.reconcile.pipeline import ReconcileActivities
 from activities.runbook.lookup import RegistryActivities
 from activities.runbook.steps import StepActivities
 from activities.site.queues import SiteActivities
+from activities.wave.children import ChildWatch
 from activities.wave.hosts import HostActivities
 from activities.wave.plan import WaveActivities
 from config.registry import Registry
@@ -60,6 +61,7 @@ def central_activities(
     lookups = RegistryActivities(registry)
     callbacks = CallbackActivities(settings)
     wave = WaveActivities(sn, settings)
+    children = ChildWatch(client)
     sites = SiteActivities(sn, settings)
     incidents = IncidentActivities(sn, settings)
     reconcile = ReconcileActivities(sn, settings, secrets)
@@ -87,6 +89,7 @@ def central_activities(
         sites.resolve_site,
         wave.plan_wave,
         wave.load_wave_page,
+        children.watch_hosts,
         incidents.incident_policy,
         incidents.incident_impact,
         incidents.open_incident_record,

@@ -60,7 +60,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.runbook.models import ResolveInput, RunbookChoice, RunbookPlan, RunbookRef, StepInput, StepOutput
     from workflows.site.models import SiteQuery, SiteRoute
-    from workflows.wave.models import HostOpInput, HostOpResult, PageInput, PlanInput, WavePage, WavePlan
+    from workflows.wave.models import (
+        HostOpInput,
+        HostOpResult,
+        PageInput,
+        PlanInput,
+        WatchInput,
+        WatchResult,
+        WavePage,
+        WavePlan,
+    )
 
 Arg = TypeVar("Arg")
 Result = TypeVar("Result")
@@ -90,6 +99,8 @@ POLL = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timed
 CALLBACK = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5), maximum_attempts=20
 )
+# Temporal's own API (the wave watching its children): retried until the server answers again.
+TEMPORAL = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 # Slack is a courtesy copy: a few attempts, then the status says it failed.
 SLACK = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=5)
 
@@ -186,6 +197,9 @@ HOST_PATCH: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_
 HOST_HEALTH_CHECK: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_health_check")
 HOST_ROLLBACK: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_rollback")
 HOST_RUN_ACTION: Call[HostOpInput, HostOpResult] = replace(HOST_SNAPSHOT, name="host_run_action")
+# The host workflows a wave run inherited through continue-as-new (activities/wave/children.py): answers within
+# WatchInput.wait (5 min), heartbeating while it long-polls their close events.
+WATCH_HOSTS: Call[WatchInput, WatchResult] = Call("watch_hosts", WatchResult, 10 * MINUTE, TEMPORAL, 30 * SECOND)
 
 # -- reconciliation (activities/reconcile/pipeline.py): every stage of the pipeline is retried like a ServiceNow call -
 # The run's config by name, as the worker reads it: sources by name, the digest every later activity checks.

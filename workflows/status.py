@@ -14,6 +14,7 @@ class StepOutcome(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELED = "canceled"  # stopped on request: its detail says what was done and undone
 
 
 class StepRecord(BaseModel):

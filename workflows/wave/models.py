@@ -113,6 +113,7 @@ class HostOutcome(StrEnum):
     PATCHED = "patched"
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
+    CANCELED = "canceled"  # the host's workflow was cancelled: what it half did is undone (workflows/wave/host.py)
 
 
 class PatchHostInput(BaseModel):
@@ -146,6 +147,7 @@ class CiState(StrEnum):
     PATCHED = "patched"
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
+    CANCELED = "canceled"
     SKIPPED = "skipped"
     NOT_ATTEMPTED = "not_attempted"
 
@@ -157,13 +159,14 @@ class WaveCounts(BaseModel):
     patched: int = 0
     rolled_back: int = 0
     failed: int = 0
+    canceled: int = 0
     skipped: int = 0
     not_attempted: int = 0
     unchanged: int = 0  # patched ones that already were at the target level (no-op)
 
     @property
     def finished(self) -> int:
-        return self.patched + self.rolled_back + self.failed + self.skipped + self.not_attempted
+        return self.patched + self.rolled_back + self.failed + self.canceled + self.skipped + self.not_attempted
 
 
 class WaveHost(BaseModel):
@@ -186,8 +189,9 @@ class WaveState(BaseModel):
     unchanged: list[str] = []
     canary: list[str] = []
     canary_passed: bool = False
-    stopped: str = ""  # why no new host is started (canary failed, failure budget)
+    stopped: str = ""  # why no new host is started (canary failed, failure budget, canceled)
     stopped_phase: str = ""
+    canceled: bool = False  # the wave was cancelled: it stopped, wound its hosts down and reports "canceled"
     pending_notes: list[str] = []
     last_flush: datetime | None = None
     started_at: datetime | None = None
@@ -201,7 +205,7 @@ class WaveStatus(BaseModel):
     workflow_id: str
     url: str = ""
     application: str = ""
-    phase: str = "planning"  # planning | canary | rolling | draining | summarising | done
+    phase: str = "planning"  # planning | canary | rolling | draining | canceling | summarising | done | canceled
     target_level: str = ""
     max_parallel: int = 0
     canary: list[str] = []
@@ -211,6 +215,26 @@ class WaveStatus(BaseModel):
     run: int = 1
     counts: WaveCounts = WaveCounts()
     hosts: list[WaveHost] = []
+
+
+class WatchInput(BaseModel):
+    """Host workflows a wave run did not start itself (an earlier run did, before continue-as-new) and still waits
+    for: the watch answers as soon as one of them closes, or with nothing after `wait`."""
+
+    change_number: str
+    cis: list[str]
+    wait: Duration = timedelta(minutes=5)
+
+
+class ClosedHost(BaseModel):
+    ci: str
+    status: str  # completed | failed | canceled | terminated | timed_out
+    report: HostReport | None = None  # the host's own report, when it completed
+    detail: str = ""  # otherwise: how it ended
+
+
+class WatchResult(BaseModel):
+    closed: list[ClosedHost] = []
 
 
 class WaveRun(RunbookRun):

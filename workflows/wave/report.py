@@ -18,13 +18,15 @@ from workflows.wave.models import (
 
 SUMMARY_LINES_PER_NOTE = 250
 CLOSE_NOTES_HOSTS = 30  # close_notes name the first troubled hosts; the work notes have them all  # a journal entry stays readable and well under any field limit
-STARTED = {CiState.RUNNING, CiState.PATCHED, CiState.ROLLED_BACK, CiState.FAILED}
+STARTED = {CiState.RUNNING, CiState.PATCHED, CiState.ROLLED_BACK, CiState.FAILED, CiState.CANCELED}
+TROUBLED = (CiState.ROLLED_BACK, CiState.FAILED, CiState.CANCELED)
 LABELS = {
     CiState.PENDING: "pending",
     CiState.RUNNING: "running",
     CiState.PATCHED: "patched",
     CiState.ROLLED_BACK: "ROLLED BACK",
     CiState.FAILED: "FAILED",
+    CiState.CANCELED: "CANCELED",
     CiState.SKIPPED: "skipped",
     CiState.NOT_ATTEMPTED: "not attempted",
 }
@@ -33,17 +35,19 @@ LABELS = {
 def counts(state: WaveState) -> WaveCounts:
     seen = Counter(state.states.values())
     planned = state.plan.total if state.plan else 0
-    # Until the last page is read, CIs the CMDB counted but no page brought yet are pending too.
+    # Until the last page is read, CIs the CMDB counted but no page brought yet are pending too - or, once the wave
+    # was canceled, never attempted.
     unseen = 0 if state.exhausted else max(0, planned - len(state.states))
     return WaveCounts(
         total=len(state.states) + unseen,
-        pending=seen[CiState.PENDING] + unseen,
+        pending=seen[CiState.PENDING] + (0 if state.canceled else unseen),
         running=seen[CiState.RUNNING],
         patched=seen[CiState.PATCHED],
         rolled_back=seen[CiState.ROLLED_BACK],
         failed=seen[CiState.FAILED],
+        canceled=seen[CiState.CANCELED],
         skipped=seen[CiState.SKIPPED],
-        not_attempted=seen[CiState.NOT_ATTEMPTED],
+        not_attempted=seen[CiState.NOT_ATTEMPTED] + (unseen if state.canceled else 0),
         unchanged=len(state.unchanged),
     )
 
@@ -111,7 +115,7 @@ def summary_notes(state: WaveState, number: str, workflow_id: str) -> list[str]:
             text += f"\n  {row.url}"
         lines.append(text)
     chunks = [lines[i : i + SUMMARY_LINES_PER_NOTE] for i in range(0, len(lines), SUMMARY_LINES_PER_NOTE)] or [[]]
-    head = f"Patch wave {workflow_id} summary: {headline(counts(state))}"
+    head = f"Patch wave {workflow_id} summary{' (canceled)' if state.canceled else ''}: {headline(counts(state))}"
     return [
         f"{head} (part {i + 1}/{len(chunks)})\n" + "\n".join(chunk)
         if len(chunks) > 1
@@ -124,7 +128,10 @@ def headline(c: WaveCounts) -> str:
     parts = [f"{c.patched} patched"]
     if c.unchanged:
         parts[0] += f" ({c.unchanged} already at target)"
-    parts += [f"{c.rolled_back} rolled back", f"{c.failed} failed", f"{c.skipped} skipped"]
+    parts += [f"{c.rolled_back} rolled back", f"{c.failed} failed"]
+    if c.canceled:
+        parts.append(f"{c.canceled} canceled")
+    parts.append(f"{c.skipped} skipped")
     if c.not_attempted:
         parts.append(f"{c.not_attempted} not attempted")
     return ", ".join(parts) + f" of {c.total} CI(s)"
@@ -132,10 +139,11 @@ def headline(c: WaveCounts) -> str:
 
 def close_summary(state: WaveState, number: str, workflow_id: str) -> str:
     """The change's close_notes: the headline and the hosts that need a look; the full list is in the work notes."""
-    lines = [f"Patch wave {workflow_id}: {headline(counts(state))}."]
+    verb = " canceled" if state.canceled else ""
+    lines = [f"Patch wave {workflow_id}{verb}: {headline(counts(state))}."]
     if state.stopped:
         lines.append(f"Stopped: {state.stopped}.")
-    troubled = [name for name in sorted(state.states) if state.states[name] in (CiState.ROLLED_BACK, CiState.FAILED)]
+    troubled = [name for name in sorted(state.states) if state.states[name] in TROUBLED]
     for name in troubled[:CLOSE_NOTES_HOSTS]:
         lines.append(f"- {name}: {LABELS[state.states[name]]} - {detail(state, name)}")
     if len(troubled) > CLOSE_NOTES_HOSTS:

@@ -6,6 +6,18 @@ the wave continues as new after each page, carrying a compact state (one state p
 every run's history bounded. Children are abandoned, not cancelled, when a run closes: that is what lets them
 outlive the run that started them - and a host half-way through a patch finishes its rollback either way.
 
+Every running child is watched by the run that is current, whichever run started it: the children this run
+started through their handles, the ones it inherited through continue-as-new by the `watch_hosts` activity
+(activities/wave/children.py), which long-polls each child's close event. A child that ends without its
+`host_done` report (terminated by an operator, failed by a bug) is then settled as failed, never waited for.
+
+Cancelled (by its parent change, `temporal workflow cancel`, the CLI) the wave is canceled, not failed: it starts
+no new host, asks every running host to stop (each undoes what it half did: workflows/wave/host.py), waits until
+every one of them has reported, marks the hosts it never started "not attempted", writes its summary to the
+ticket and reports a `canceled` step to its parent (the summary is the step's detail: a canceled execution carries
+no result), all as cleanup that a second cancel cannot interrupt, then ends CANCELED. No host is touched after
+that, and no incident is opened (a cancellation is no failure).
+
 Optional canary: the first `canary` CIs run first; if any of them is not patched, nothing else starts. Failure
 budget: once more than `failure_budget_percent` of the installed CIs failed or were rolled back, no new host
 starts. Hosts not started are reported "not attempted". Started as a change's runbook (a RunbookRun, params
@@ -20,7 +32,13 @@ from datetime import datetime
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -28,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from config.runbooks import WaveParams
     from workflows import calls
     from workflows import search_attributes as sa
+    from workflows.cancellation import canceled_by_request, uncancellable
     from workflows.change.models import NoteInput
     from workflows.failures import failure_message
     from workflows.gate.gate import Gate, GateHolder, pass_gate
@@ -39,12 +58,14 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_HOST_DONE,
         CiRef,
         CiState,
+        ClosedHost,
         HostOps,
         HostOutcome,
         HostReport,
         PageInput,
         PatchHostInput,
         PlanInput,
+        WatchInput,
         WavePage,
         WaveRun,
         WaveState,
@@ -53,6 +74,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 FAILURES = (CiState.ROLLED_BACK, CiState.FAILED)
+# Histories from before this run watched the children it inherited through continue-as-new (`_watch_inherited`).
+WATCH_INHERITED_PATCH = "wave-watch-inherited-hosts"
 
 
 @workflow.defn(name="PatchWaveWorkflow")
@@ -75,6 +98,7 @@ class PatchWaveWorkflow(GateHolder):
         # A destructive wave's approval gate is held once, before its plan (workflows/gate/gate.py).
         decided = "" if self._state.plan is None else "the wave's approval gate was passed in its first run"
         self._gate = Gate(ticket=run.change_sys_id, report_to=run.report_to, closed=decided)
+        self._watcher: asyncio.Task[None] | None = None
 
     def _read_params(self) -> None:
         if self._entry is None:
@@ -119,7 +143,7 @@ class PatchWaveWorkflow(GateHolder):
         if done.outcome != HostOutcome.PATCHED or not done.changed:
             state.details[done.ci] = done.detail
         state.pending_notes.append(report.host_note(state, self._run.change_number, done))
-        if done.outcome != HostOutcome.PATCHED:
+        if done.outcome in (HostOutcome.ROLLED_BACK, HostOutcome.FAILED):  # a canceled host is no failure
             self._failures += 1
             self._check_budget(done.ci)
 
@@ -137,33 +161,42 @@ class PatchWaveWorkflow(GateHolder):
     # -- the run -----------------------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, run: WaveRun) -> RunbookResult:
-        # Every run (a continued one too) resolves the entry by name and digest: nothing in the input sets params.
-        self._entry = await resolve_plan(run)
-        self._read_params()
-        if self._params_error:
-            raise ApplicationError(f"invalid wave params: {self._params_error}", type="InvalidWaveParams")
-        if self._state.plan is None:
-            if (unapproved := await pass_gate(self._gate, self._entry)) is not None:
-                return unapproved
-            await self._plan()
-        while not self._state.exhausted:
-            page = await self._load_page()
-            await self._start_page(page)
-            if not self._state.exhausted:
-                # Sliding window + continue-as-new: children in flight keep running and report to the next run,
-                # once the server has accepted every start (a start still in flight would die with this run).
-                await workflow.wait_condition(lambda: self._starting == 0)
-                self._state.runs += 1
-                assert self._entry is not None
-                ref = self._entry.ref  # an inline entry of an older run continues by reference
-                workflow.continue_as_new(
-                    run.model_copy(update={"state": self._state, "runbook": ref.name, "digest": ref.digest})
-                )
-        self._phase = "draining"
-        await self._wait(lambda: self._running == 0)
-        if self._canary_pending():
-            await self._judge_canary()
-        return await self._finish()
+        self._watch_inherited()
+        try:
+            # Every run (a continued one too) resolves the entry by name and digest: nothing in the input sets params.
+            self._entry = await resolve_plan(run)
+            self._read_params()
+            if self._params_error:
+                raise ApplicationError(f"invalid wave params: {self._params_error}", type="InvalidWaveParams")
+            if self._state.plan is None:
+                if (unapproved := await pass_gate(self._gate, self._entry)) is not None:
+                    return unapproved
+                await self._plan()
+            while not self._state.exhausted:
+                page = await self._load_page()
+                await self._start_page(page)
+                if not self._state.exhausted:
+                    # Sliding window + continue-as-new: children in flight keep running and report to the next run,
+                    # once the server has accepted every start (a start still in flight would die with this run).
+                    await workflow.wait_condition(lambda: self._starting == 0)
+                    self._state.runs += 1
+                    self._stop_watching()
+                    assert self._entry is not None
+                    ref = self._entry.ref  # an inline entry of an older run continues by reference
+                    workflow.continue_as_new(
+                        run.model_copy(update={"state": self._state, "runbook": ref.name, "digest": ref.digest})
+                    )
+            self._phase = "draining"
+            await self._wait(lambda: self._running == 0)
+            if self._canary_pending():
+                await self._judge_canary()
+        except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as error:
+            if not canceled_by_request(error):
+                raise
+            await uncancellable(self._wind_down())
+            raise
+        # Every host has ended: a cancel request now changes nothing, and the summary is written either way.
+        return await uncancellable(self._finish())
 
     async def _plan(self) -> None:
         run, params = self._run, self._params
@@ -263,8 +296,40 @@ class PatchWaveWorkflow(GateHolder):
         try:
             await handle
         except ChildWorkflowError as error:
-            detail = f"patch workflow ended without a report: {failure_message(error.cause or error)}"
-            self.host_done(HostReport(ci=ci.name, outcome=HostOutcome.FAILED, detail=detail))
+            self._settle(ClosedHost(ci=ci.name, status="ended", detail=failure_message(error.cause or error)))
+
+    # -- children inherited through continue-as-new -----------------------------------------------------------------
+    def _watch_inherited(self) -> None:
+        """Watch the children an earlier run started and this one inherited still running (their handles died with
+        that run): without it, one that ends without reporting would keep the wave in `draining` forever."""
+        inherited = sorted(ci for ci, s in self._state.states.items() if s == CiState.RUNNING)
+        if inherited and workflow.patched(WATCH_INHERITED_PATCH):
+            self._watcher = asyncio.create_task(self._watch(inherited))
+
+    async def _watch(self, cis: list[str]) -> None:
+        waiting = cis
+        try:
+            while waiting := [ci for ci in waiting if self._state.states.get(ci) == CiState.RUNNING]:
+                watched = await calls.WATCH_HOSTS(WatchInput(change_number=self._run.change_number, cis=waiting))
+                for closed in watched.closed:
+                    self._settle(closed)
+        except (asyncio.CancelledError, ActivityError) as error:
+            if not is_cancelled_exception(error):
+                raise
+            # Stopped before continue-as-new: the next run watches whoever still runs.
+
+    def _stop_watching(self) -> None:
+        if self._watcher is not None and not self._watcher.done():
+            self._watcher.cancel()
+
+    def _settle(self, closed: ClosedHost) -> None:
+        """A host workflow that closed: its own report when it completed (a repeat of its signal is ignored), else
+        failed, saying how it ended."""
+        if closed.report is not None:
+            self.host_done(closed.report)
+            return
+        detail = f"patch workflow ended without a report: {closed.detail or closed.status}"
+        self.host_done(HostReport(ci=closed.ci, outcome=HostOutcome.FAILED, detail=detail))
 
     def _canary_pending(self) -> bool:
         state = self._state
@@ -321,6 +386,41 @@ class PatchWaveWorkflow(GateHolder):
         record = StepRecord(name=name, outcome=outcome, started_at=started, ended_at=workflow.now(), detail=detail)
         await workflow.get_external_workflow_handle(self._run.report_to).signal(SIGNAL_STEP_PROGRESS, record)
 
+    async def _wind_down(self) -> None:
+        """After a cancel request: no new host, every running host asked to stop and waited for, the rest not
+        attempted, the summary on the ticket and a `canceled` step for the parent. Runs uncancellable."""
+        state = self._state
+        self._phase = "canceling"
+        reason = workflow.cancellation_reason() or ""
+        state.canceled = True
+        state.stopped = state.stopped or ("canceled" + (f": {reason}" if reason else ""))
+        state.stopped_phase = state.stopped_phase or "canceled"
+        started = state.started_at or workflow.now()
+        # A start still in flight becomes a running host (or a refused one): wait for the server's answer first.
+        await workflow.wait_condition(lambda: self._starting == 0)
+        for ci in sorted(ci for ci, s in state.states.items() if s == CiState.PENDING):
+            state.states[ci] = CiState.NOT_ATTEMPTED
+        running = sorted(ci for ci, s in state.states.items() if s == CiState.RUNNING)
+        await asyncio.gather(*(self._cancel_host(ci) for ci in running))
+        # Each host reports once it has undone its half-done work; a host that ends without reporting is settled
+        # by its handle or the inherited-children watcher.
+        await self._wait(lambda: self._running == 0)
+        self._phase = "summarising"
+        await self._flush(force=True)
+        workflow_id = workflow.info().workflow_id
+        for text in report.summary_notes(state, self._run.change_number, workflow_id):
+            await self._note(text)
+        summary = report.close_summary(state, self._run.change_number, workflow_id)
+        await self._report_step("patch hosts", StepOutcome.CANCELED, started, summary)
+        self._phase = "canceled"
+
+    async def _cancel_host(self, ci: str) -> None:
+        child = workflow.get_external_workflow_handle(patch_host_workflow_id(self._run.change_number, ci))
+        try:
+            await child.cancel()
+        except Exception as error:  # it closed meanwhile: its report (or its watcher) settles it
+            workflow.logger.info("host %s was not cancelled: %s", ci, error)
+
     async def _finish(self) -> RunbookResult:
         state, run = self._state, self._run
         workflow_id = workflow.info().workflow_id
@@ -335,7 +435,7 @@ class PatchWaveWorkflow(GateHolder):
         problem = ""
         if state.stopped:
             problem = state.stopped
-        elif counts.patched + counts.rolled_back + counts.failed == 0:
+        elif counts.patched + counts.rolled_back + counts.failed + counts.canceled == 0:
             problem = f"no installed CI of {', '.join(self._params.ci_classes)} is related to the application"
         elif counts.patched == 0:
             problem = f"every host failed: {report.headline(counts)}"
@@ -350,7 +450,7 @@ class PatchWaveWorkflow(GateHolder):
                 non_retryable=True,
             )
         await self._report_step("patch hosts", StepOutcome.SUCCEEDED, started, report.headline(counts))
-        issues = counts.rolled_back + counts.failed > 0
+        issues = counts.rolled_back + counts.failed + counts.canceled > 0
         return RunbookResult(
             runbook=run.name,
             succeeded=True,

@@ -1,0 +1,44 @@
+"""Cancellation as its own outcome: how a workflow tells a cancel request from a failure, and how it runs the cleanup
+that must finish after one (rollbacks, the summary on the ticket, the report to its parent).
+
+Temporal delivers a cancel request to a workflow as a cancelled await: `asyncio.CancelledError` where the workflow
+waited on a timer or a condition, an `ActivityError` / `ChildWorkflowError` whose cause is a `CancelledError` where
+it waited on an activity or a child (the SDK asked the server to cancel it first). A workflow that wants to wind
+down rather than die catches either, does its cleanup under `uncancellable` (a second cancel request must not cut a
+rollback in half), then re-raises: the execution ends CANCELED, which the incident path never reports
+(workflows/incident/reporting.py) and a parent sees as a `ChildWorkflowError` caused by a `CancelledError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import is_cancelled_exception
+
+T = TypeVar("T")
+
+
+def cancel_requested() -> bool:
+    """Whether someone asked to cancel this workflow (its parent, `temporal workflow cancel`, the CLI)."""
+    return workflow.cancellation_reason() is not None
+
+
+def canceled_by_request(error: BaseException) -> bool:
+    """`error` is how a cancel request of this workflow surfaced at an await (not a failure of what was awaited)."""
+    return cancel_requested() and is_cancelled_exception(error)
+
+
+async def uncancellable(work: Awaitable[T]) -> T:
+    """Await `work` to its end even when this workflow is cancelled (again) meanwhile: what it awaits (an activity, a
+    signal, a child's end) is neither cancelled nor abandoned."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                return task.result()
+            # A repeated cancel request: the cleanup still finishes, then the caller ends the workflow canceled.
