@@ -42,7 +42,7 @@ from workflows.incident.models import ResolveIncident, incident_workflow_id
 from workflows.poll.models import PollInput
 from workflows.reconcile.models import ReconcileInput
 from workflows.runbook.models import RunbookStatus
-from workflows.wave.models import patch_host_workflow_id, wave_workflow_id
+from workflows.wave.models import HostStatus, WaveRun, patch_host_workflow_id, wave_workflow_id
 
 HISTORIES = Path(__file__).with_name("histories")
 # Runbooks and reconciliation configs by reference (name + digest): the histories of this shape carry this suffix.
@@ -236,6 +236,61 @@ async def record_wave(client: Client, settings: Settings, changes: Changes, sand
         await fleet.post("/reset")
 
 
+async def _host_step(client: Client, workflow_id: str) -> str:
+    try:
+        return str((await client.get_workflow_handle(workflow_id).query("status", result_type=HostStatus)).step)
+    except Exception:
+        return ""
+
+
+async def record_exactly_once(client: Client, settings: Settings, changes: Changes, sandbox_url: str) -> None:
+    """Issue 13's shapes: a paged wave whose later runs watch the hosts they inherited, a patch retried after its
+    answer was lost and rolled back, and a wave canceled with a host mid-patch."""
+    registry = load_registry(TEST_REGISTRY)
+    async with httpx.AsyncClient(base_url=f"{sandbox_url}/fleet") as fleet:
+        await fleet.post("/reset")
+        await fleet.put("/config", json={"op_seconds": 0.3})
+        paged = await changes.create(template="Patch Linux servers", category="WavePaged", ci="fleet")
+        handle = await start(client, settings, paged["number"])
+        await handle.result()
+        await _save(client.get_workflow_handle(wave_workflow_id(paged["number"])), "wave_last_run_watching_inherited")
+
+        await fleet.post("/reset")
+        await fleet.put("/hosts/pay-web-03/faults", json={"unhealthy_after_patch": True, "lose_answers": {"patch": 1}})
+        lost = await changes.create(template="Patch Linux servers", ci="payments-api")
+        handle = await start(client, settings, lost["number"])
+        await handle.result()
+        host_id = patch_host_workflow_id(lost["number"], "pay-web-03")
+        await _save(client.get_workflow_handle(host_id), "patch_host_lost_answer_rolled_back")
+
+        await fleet.post("/reset")
+        await fleet.put("/hosts/pay-web-02/faults", json={"slow_seconds": 1.5})
+        canceled = await changes.create(template="Patch Linux servers", ci="payments-api")
+        number = canceled["number"]
+        wave = await client.start_workflow(
+            "PatchWaveWorkflow",
+            WaveRun(
+                runbook=registry.runbooks["patch_linux_servers"],
+                change_number=number,
+                change_sys_id=canceled["sys_id"],
+            ),
+            id=wave_workflow_id(number),
+            task_queue=settings.task_queue,
+        )
+        for _ in range(600):
+            if await _host_step(client, patch_host_workflow_id(number, "pay-web-02")) == "patch":
+                break
+            await asyncio.sleep(0.05)
+        await wave.cancel()
+        with contextlib.suppress(WorkflowFailureError):
+            await wave.result()
+        await _save(wave, "wave_canceled")
+        await _save(
+            client.get_workflow_handle(patch_host_workflow_id(number, "pay-web-02")), "patch_host_canceled_mid_patch"
+        )
+        await fleet.post("/reset")
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     temporal = Path(sys.executable).parent / "temporal"
@@ -266,6 +321,7 @@ async def main() -> None:
                     "incident",
                     "wave",
                     "gate",
+                    "exactly_once",
                 }  # e.g. `… record_histories reconcile`
                 if "change" in wanted:
                     await record(env.client, settings, Changes(sn))
@@ -277,6 +333,8 @@ async def main() -> None:
                     await record_gate(env.client, settings, Changes(sn), sandbox.url)
                 if "wave" in wanted:
                     await record_wave(env.client, settings, Changes(sn), sandbox.url)
+                if "exactly_once" in wanted:
+                    await record_exactly_once(env.client, settings, Changes(sn), sandbox.url)
     await env.shutdown()
 
 
