@@ -7,8 +7,10 @@ level, snapshots, service health, per-host faults and call counters.
 
 Host agent API (what activities/hosts.py HttpOperator calls):
   POST /fleet/hosts/{name}/snapshots {"label"}       -> {"snapshot_id","created","level"}   (same label: same snapshot)
-  POST /fleet/hosts/{name}/patch {"level"}           -> {"changed","level","previous_level","message"}; 422 patch fault
-  GET  /fleet/hosts/{name}/level                     -> {"level"}  (once no package transaction runs)
+  POST /fleet/hosts/{name}/patch {"level","label"}   -> {"changed","level","previous_level","message"}; 422 patch fault
+  GET  /fleet/hosts/{name}/level                     -> {"level","last_patch"}  (once no package transaction runs)
+A host remembers its last package transaction as `last_patch` {"label","level","result","message"} (result applied,
+unchanged or failed), as `dnf history` or apt's history.log do: how a caller whose answer was lost learns it.
   GET  /fleet/hosts/{name}/health                    -> {"healthy","level","services"}
   POST /fleet/hosts/{name}/rollback {"snapshot_id"}  -> {"level","message"}; 404 unknown snapshot
   POST /fleet/hosts/{name}/actions {"action","args"} -> {"output"}
@@ -90,6 +92,7 @@ class Host:
     faults: HostFaults = field(default_factory=HostFaults)
     counters: Counters = field(default_factory=Counters)
     snapshots: dict[str, dict[str, str]] = field(default_factory=dict)  # label -> {snapshot_id, level}
+    last_patch: dict[str, str] | None = None  # the last package transaction: label, level asked, result, message
     # One package transaction at a time, like dpkg's lock: a retried patch waits, then finds the level reached.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -116,6 +119,7 @@ class Host:
             "faults": self.faults.model_dump(),
             "counters": self.counters.model_dump(),
             "snapshots": list(self.snapshots.values()),
+            "last_patch": self.last_patch,
         }
 
 
@@ -243,6 +247,7 @@ class SnapshotBody(BaseModel):
 
 class PatchBody(BaseModel):
     level: str = "latest"
+    label: str = ""  # who asks (a change number): recorded with the transaction
 
 
 class RollbackBody(BaseModel):
@@ -282,8 +287,11 @@ async def patch(request: Request, name: str, body: PatchBody) -> dict[str, Any] 
         host = await _reach(fleet, name, "patch")
         if isinstance(host, JSONResponse):
             return host
+        record = {"label": body.label, "level": body.level}
         if host.faults.patch_fails:
-            return _error(422, f"{name}: package transaction failed: dpkg: error processing package libssl3")
+            message = f"{name}: package transaction failed: dpkg: error processing package libssl3"
+            host.last_patch = record | {"result": "failed", "message": message}
+            return _lost(name, "patch") if host.answer_lost("patch") else _error(422, message)
         if host.level == target:
             answer = {"changed": False, "level": target, "previous_level": target, "message": f"already at {target}"}
         else:
@@ -295,6 +303,10 @@ async def patch(request: Request, name: str, body: PatchBody) -> dict[str, Any] 
                 "previous_level": previous,
                 "message": f"{previous} -> {target}",
             }
+        host.last_patch = record | {
+            "result": "applied" if answer["changed"] else "unchanged",
+            "message": answer["message"],
+        }
         return _lost(name, "patch") if host.answer_lost("patch") else answer
 
 
@@ -308,7 +320,7 @@ async def level(request: Request, name: str) -> dict[str, Any] | JSONResponse:
     if isinstance(host, JSONResponse):
         return host
     async with host.lock:
-        return {"level": host.level}
+        return {"level": host.level, "last_patch": host.last_patch}
 
 
 @router.get("/hosts/{name}/health", response_model=None)

@@ -8,15 +8,18 @@ cancelled activity stops its request or kills its process. Every operation is id
 its label (the change number), patching a host already at the target level is a no-op that says so, and a
 rollback to the same snapshot twice lands in the same place. That is what makes retries after a worker crash safe.
 
-A retried patch reads the host's level first: when an earlier attempt applied the patch and its answer was lost,
-the host is at the target (or no longer at the snapshot's level) and it is not patched a second time. Whether the
-wave changed the host is the workflow's call, from the snapshot's level and the level reached, never from this
-call's `changed` flag alone (workflows/wave/host.py).
+A retried patch looks at the host first (`inspect`): when an earlier attempt applied the patch and its answer was
+lost (a 502, a worker killed mid-call), the host is at the target (or no longer at the snapshot's level) and it is
+not patched a second time; when the host's last transaction for this change was refused, the retry answers that
+refusal again instead of repeating the call (a driver that keeps no transaction history cannot tell, and calls).
+Whether the wave changed the host is the workflow's call, from the snapshot's level and the level reached, never
+from this call's `changed` flag alone (workflows/wave/host.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -45,10 +48,21 @@ OUTPUT_TAIL = 2000
 NO_SECRETS = NamedSecrets([], {})
 
 
+@dataclass(frozen=True)
+class Inspected:
+    """What a host says about itself before a retried patch: its level, and its last package transaction."""
+
+    level: str
+    last_label: str = ""  # who asked for the last transaction (a change number)
+    last_level: str = ""  # the level it asked for
+    last_result: str = ""  # applied | unchanged | failed
+    last_message: str = ""
+
+
 class HostOperator(Protocol):
     async def snapshot(self, ci: CiRef, label: str) -> HostOpResult: ...
-    async def level(self, ci: CiRef) -> str | None: ...  # None: this driver cannot read a host's level
-    async def patch(self, ci: CiRef, level: str) -> HostOpResult: ...
+    async def inspect(self, ci: CiRef) -> Inspected | None: ...  # None: this driver cannot read a host's level
+    async def patch(self, ci: CiRef, level: str, label: str = "") -> HostOpResult: ...
     async def health_check(self, ci: CiRef) -> HostOpResult: ...
     async def rollback(self, ci: CiRef, snapshot_id: str) -> HostOpResult: ...
     async def run_action(self, ci: CiRef, action: str, args: dict[str, str]) -> HostOpResult: ...
@@ -101,12 +115,21 @@ class HttpOperator:
         verb = "created" if data.get("created", True) else "already existed"
         return HostOpResult(snapshot_id=snapshot_id, level=str(data.get("level", "")), message=f"snapshot {verb}")
 
-    async def level(self, ci: CiRef) -> str | None:
+    async def inspect(self, ci: CiRef) -> Inspected | None:
         data = await self._call("GET", ci, "level")
-        return str(data["level"]) if data.get("level") else None
+        if not data.get("level"):
+            return None
+        last = data.get("last_patch") or {}
+        return Inspected(
+            level=str(data["level"]),
+            last_label=str(last.get("label", "")),
+            last_level=str(last.get("level", "")),
+            last_result=str(last.get("result", "")),
+            last_message=str(last.get("message", "")),
+        )
 
-    async def patch(self, ci: CiRef, level: str) -> HostOpResult:
-        data = await self._call("POST", ci, "patch", {"level": level})
+    async def patch(self, ci: CiRef, level: str, label: str = "") -> HostOpResult:
+        data = await self._call("POST", ci, "patch", {"level": level, "label": label})
         return HostOpResult(
             changed=bool(data.get("changed", True)),
             level=str(data.get("level", level)),
@@ -196,7 +219,11 @@ class CommandOperator:
             return None
         return (await self._must("level", self.config.level, ci, {"level": target})).strip() or None
 
-    async def patch(self, ci: CiRef, level: str) -> HostOpResult:
+    async def inspect(self, ci: CiRef) -> Inspected | None:
+        current = await self.level(ci)
+        return Inspected(level=current) if current else None
+
+    async def patch(self, ci: CiRef, level: str, label: str = "") -> HostOpResult:
         current = await self.level(ci, level)
         if current == level:
             return HostOpResult(changed=False, level=level, message=f"already at {level}: nothing to do")
@@ -254,19 +281,28 @@ class HostActivities:
 
     @activity.defn(name=calls.HOST_PATCH.name)
     async def host_patch(self, request: HostOpInput) -> HostOpResult:
-        operator, ci = self.operator(request.ci), request.ci
+        operator, ci, label = self.operator(request.ci), request.ci, request.change_number
         if activity.info().attempt > 1:
-            # An earlier attempt may have applied the patch and lost its answer: look before patching again.
-            current = await operator.level(ci)
-            if current is not None and (
-                current == request.level or (request.from_level and current != request.from_level)
-            ):
-                return HostOpResult(
-                    changed=current != request.from_level if request.from_level else False,
-                    level=current,
-                    message=f"{request.from_level or '?'} -> {current} (applied by an earlier attempt)",
-                )
-        return await operator.patch(ci, request.level)
+            # An earlier attempt may have done the work and lost its answer: look before patching again.
+            seen = await operator.inspect(ci)
+            if seen is not None:
+                return self._earlier_answer(request, seen) or await operator.patch(ci, request.level, label)
+        return await operator.patch(ci, request.level, label)
+
+    @staticmethod
+    def _earlier_answer(request: HostOpInput, seen: Inspected) -> HostOpResult | None:
+        """What an earlier attempt of this patch got, read off the host; None when it left no trace."""
+        ours = seen.last_label == request.change_number and seen.last_level == request.level
+        if ours and seen.last_result == "failed":
+            message = f"{request.ci.name}: {seen.last_message} (the answer an earlier attempt did not receive)"
+            raise ApplicationError(message, type=HOST_OPERATION_FAILED, non_retryable=True)
+        if seen.level == request.level or (request.from_level and seen.level != request.from_level):
+            return HostOpResult(
+                changed=seen.level != request.from_level if request.from_level else False,
+                level=seen.level,
+                message=f"{request.from_level or '?'} -> {seen.level} (applied by an earlier attempt)",
+            )
+        return None
 
     @activity.defn(name=calls.HOST_HEALTH_CHECK.name)
     async def host_health_check(self, request: HostOpInput) -> HostOpResult:

@@ -49,3 +49,18 @@ async def test_a_patch_retried_after_its_answer_was_lost_reports_a_healthy_host_
     hosts = await fleet.counters(PAY)
     assert {name: c["patch_calls"] for name, c in hosts.items()} == dict.fromkeys(PAY, 1)
     assert (await fleet.host("pay-web-02"))["patch_level"] == TARGET
+
+
+async def test_a_refused_patch_whose_answer_was_lost_is_not_called_again_and_the_host_is_rolled_back(
+    temporal_client: Client, wave_settings: Settings, changes: Changes, fleet: FleetControl, wave_worker: Any
+) -> None:
+    await fleet.set_faults("pay-web-04", patch_fails=True, lose_answers={"patch": 1})
+
+    wave = await run_wave(temporal_client, wave_settings, changes, app="payments-api")
+
+    host = await fleet.host("pay-web-04")
+    states = {h.ci: h for h in wave.status.hosts}
+    assert states["pay-web-04"].state == CiState.ROLLED_BACK
+    assert "package transaction failed" in states["pay-web-04"].detail, "the refusal the first call got"
+    assert host["counters"]["patch_calls"] == 1, "the host's own record answered the retry"
+    assert host["patch_level"] == BASELINE and host["last_patch"]["result"] == "failed"
