@@ -412,6 +412,7 @@ class PatchWaveWorkflow(GateHolder):
             await self._note(text)
         summary = report.close_summary(state, self._run.change_number, workflow_id)
         await self._report_step("patch hosts", StepOutcome.CANCELED, started, summary)
+        self._stop_watching()
         self._phase = "canceled"
 
     async def _cancel_host(self, ci: str) -> None:
@@ -424,6 +425,7 @@ class PatchWaveWorkflow(GateHolder):
     async def _finish(self) -> RunbookResult:
         state, run = self._state, self._run
         workflow_id = workflow.info().workflow_id
+        self._stop_watching()  # every host has reported: a watch still waiting would outlive the wave
         self._phase = "summarising"
         await self._flush(force=True)
         for text in report.summary_notes(state, run.change_number, workflow_id):
