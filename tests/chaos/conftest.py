@@ -15,11 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest_asyncio
+import yaml
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.reconcile import ReconcileConfig, config_digest
 from config.registry import load_registry
 from config.settings import Settings
 from sandbox.server import SandboxConfig, SandboxServer
@@ -29,6 +31,7 @@ from starter.shim.app import create_app
 from tests.changes import TEST_REGISTRY, Changes
 from tests.conftest import ADMIN_USER, INTEGRATION_USER, SEARCH_ATTRIBUTES, WEBHOOK_TOKEN, SandboxControl, venv_binary
 from tests.wave.conftest import FleetControl
+from workflows.reconcile.models import ReconcileInput
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICENOW_TIMEOUT = 2.5  # the chaos worker's ServiceNow client gives up on an answer after this many seconds
@@ -93,8 +96,10 @@ class ChaosWorld:
             slack_webhook_url=None,
             runbooks=TEST_REGISTRY,
             reconcile_state_dir=tmp / "reconcile-state",
+            reconcile=tmp / "reconcile-configs",  # the worker's reconciliation configs, named by the run
             log_level="WARNING",
         )
+        (tmp / "reconcile-configs").mkdir()
         self.control = SandboxControl(self.url)
         self.fleet = FleetControl(self.url)
         self.worker: subprocess.Popen[bytes] | None = None
@@ -114,6 +119,7 @@ class ChaosWorld:
             "CHANGELOOP_SERVICENOW_PASSWORD": s.servicenow_password.get_secret_value(),
             "CHANGELOOP_RUNBOOKS": str(TEST_REGISTRY),
             "CHANGELOOP_RECONCILE_STATE_DIR": str(s.reconcile_state_dir),
+            "CHANGELOOP_RECONCILE": str(s.reconcile),
             "CHANGELOOP_LOG_LEVEL": "WARNING",
             "CHAOS_SERVICENOW_TIMEOUT": str(SERVICENOW_TIMEOUT),
         }
@@ -161,6 +167,14 @@ class ChaosWorld:
 
     def changes(self, sn: ServiceNowClient) -> Changes:
         return Changes(sn)
+
+    def publish(self, name: str, config: ReconcileConfig) -> ReconcileInput:
+        """Put a reconciliation config where the worker reads its own (CHANGELOOP_RECONCILE) and name it: a run
+        carries the name and digest, never the config."""
+        assert self.settings.reconcile is not None
+        text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True))
+        (Path(self.settings.reconcile) / f"{name}.yaml").write_text(text)
+        return ReconcileInput(config=name, digest=config_digest(config))
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -31,7 +31,7 @@ from tests.shim.conftest import webhook_body
 from tests.wave.conftest import BASELINE, FLEET, TARGET
 from workflows.change.models import change_workflow_id
 from workflows.incident.models import incident_workflow_id
-from workflows.reconcile.models import ReconcileInput, ReconcileSummary
+from workflows.reconcile.models import ReconcileSummary
 from workflows.wave.models import patch_host_workflow_id, wave_workflow_id
 
 STANDARD = 5  # "Restart application service": three quick steps each
@@ -156,7 +156,7 @@ async def test_changes_a_wave_and_a_reconciliation_come_out_exactly_once_through
         assert (await shim.post("/api/servicenow/approval", json=approval)).status_code == 202
         reconcile = await w.client.start_workflow(
             "ReconcileWorkflow",
-            ReconcileInput(config=config),
+            w.publish("chaos", config),
             id=f"reconcile-{prefix}run",
             task_queue=w.settings.task_queue,
             result_type=ReconcileSummary,

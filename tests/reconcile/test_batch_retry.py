@@ -11,6 +11,7 @@ from collections import Counter
 
 from temporalio.api.enums.v1 import EventType
 
+from config.reconcile import config_digest
 from tests.conftest import SandboxControl
 from tests.helpers import wait_for
 from tests.reconcile.conftest import Scenario
@@ -45,7 +46,7 @@ async def test_a_batch_retried_after_a_503_mid_batch_creates_every_ci_once_and_c
     workflow_id = f"reconcile-test-{s.prefix}retry"
     handle = await s.client.start_workflow(
         "ReconcileWorkflow",
-        ReconcileInput(config=config),
+        ReconcileInput(config=s.publish(config), digest=config_digest(config)),
         id=workflow_id,
         task_queue=s.settings.task_queue,
         result_type=ReconcileSummary,
@@ -81,7 +82,7 @@ async def test_a_batch_retried_after_a_503_mid_batch_opens_one_incident_per_miss
     workflow_id = f"reconcile-test-{s.prefix}retry-incidents"
     handle = await s.client.start_workflow(
         "ReconcileWorkflow",
-        ReconcileInput(config=config),
+        ReconcileInput(config=s.publish(config), digest=config_digest(config)),
         id=workflow_id,
         task_queue=s.settings.task_queue,
         result_type=ReconcileSummary,

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.reconcile import ReconcileConfig, config_digest
 from config.registry import load_registry
+from config.runbooks import runbook_digest
 from config.settings import Settings
 from sandbox.server import SandboxConfig, SandboxServer
 from servicenow.auth import BasicAuth
@@ -270,7 +271,8 @@ async def record_exactly_once(client: Client, settings: Settings, changes: Chang
         wave = await client.start_workflow(
             "PatchWaveWorkflow",
             WaveRun(
-                runbook=registry.runbooks["patch_linux_servers"],
+                runbook="patch_linux_servers",
+                digest=runbook_digest(registry.runbooks["patch_linux_servers"]),
                 change_number=number,
                 change_sys_id=canceled["sys_id"],
             ),

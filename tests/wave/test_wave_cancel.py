@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.catalog import central_activities
 from config.registry import Registry
+from config.runbooks import runbook_digest
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
@@ -47,8 +48,10 @@ async def cancel_settings(
 
 
 def _wave_run(registry: Registry, runbook: str, change: dict[str, Any]) -> WaveRun:
+    """The wave's input as a change sends it: the registry entry by name and digest, never the entry itself."""
     return WaveRun(
-        runbook=registry.runbooks[runbook],
+        runbook=runbook,
+        digest=runbook_digest(registry.runbooks[runbook]),
         variables={"change": change["number"]},
         change_number=change["number"],
         change_sys_id=change["sys_id"],
