@@ -10,9 +10,12 @@ idempotent):
   the CMDB was pulled) that now carries this reconciliation's `discovery_source` was created by it, and an open
   incident whose description links this very run was opened by it. The summary then says "created 60" after a
   retry, not "created 29, 31 already in the CMDB";
-- writes run at most `concurrency` at once, and when one fails with an error a retry can fix, the others are
-  cancelled and awaited before the batch fails (`run_bounded`): no write of a failed attempt is still running when
-  the retry looks its keys up. A request the instance refuses for good (400/403/404) fails that one item only.
+- an item that fails with an error a retry can fix (5xx, a timeout, a 429) is tried again in place, a few times
+  (ITEM_TRIES, backing off; a 429 waits its Retry-After): its look-up makes every try safe, so one flaky call does
+  not fail a whole batch. When an item has used its tries, the batch fails: writes run at most `concurrency` at once,
+  and the others are cancelled and awaited before the batch fails (`run_bounded`), so no write of a failed attempt is
+  still running when Temporal's retry looks its keys up. A request the instance refuses for good (400/403/404) fails
+  that one item only.
 """
 
 from __future__ import annotations
@@ -38,9 +41,12 @@ from workflows.reconcile.models import BatchOutcome, Created, DeltaBatch, Drifte
 LOOKUP_CHUNK = 100  # values per IN clause: keeps the request URL far below instance limits
 CLOSED_INCIDENT = [IncidentState.RESOLVED.value, IncidentState.CLOSED.value, IncidentState.CANCELED.value]
 CI_FIELDS = ["sys_id", "name", "sys_class_name", "discovery_source"]
+ITEM_TRIES = 3  # tries of one item within one attempt of the batch
+ITEM_BACKOFF = 0.5  # seconds before an item's second try, doubled for each further one
 INCIDENT_FIELDS = ["sys_id", "number", "correlation_id", "description", "assignment_group"]
 
 Job = Callable[[], Awaitable[None]]
+Write = Callable[[bool], Awaitable[None]]  # one item's write; True when an earlier try may have written it
 
 
 async def run_bounded(jobs: Sequence[Job], limit: int) -> None:
@@ -85,24 +91,34 @@ class BatchWriter:
     async def apply(self, batch: DeltaBatch) -> BatchOutcome:
         async with servicenow_errors():
             await self._prefetch(batch)
-        jobs: list[tuple[str, Job]] = [(i.record.name, partial(self._create, i)) for i in batch.new]
-        jobs += [(i.name, partial(self._open_incident, i)) for i in batch.missing]
-        jobs += [(i.name, partial(self._write_drift, i)) for i in batch.drifted]
-        await run_bounded([self._item(name, job) for name, job in jobs], self.config.concurrency)
+        writes: list[tuple[str, Write]] = [(i.record.name, partial(self._create, i)) for i in batch.new]
+        writes += [(i.name, partial(self._open_incident, i)) for i in batch.missing]
+        writes += [(i.name, partial(self._write_drift, i)) for i in batch.drifted]
+        await run_bounded([self._item(name, write) for name, write in writes], self.config.concurrency)
         return self.outcome
 
-    def _item(self, name: str, job: Job) -> Job:
+    def _item(self, name: str, write: Write) -> Job:
         async def run() -> None:
-            try:
-                async with servicenow_errors():
-                    await job()
-            except ApplicationError as exc:
-                if not exc.non_retryable:
-                    raise  # 429 / 5xx / timeout: Temporal retries the batch; the look-ups make that safe
-                self.outcome.failed.append(f"{name}: {exc}")
+            for tried in range(1, ITEM_TRIES + 1):
+                try:
+                    async with servicenow_errors():
+                        await write(tried > 1 or self._retried_batch())
+                    break
+                except ApplicationError as exc:
+                    if exc.non_retryable:
+                        self.outcome.failed.append(f"{name}: {exc}")
+                        break
+                    if tried == ITEM_TRIES:
+                        raise  # the batch fails and Temporal retries it; the look-ups make that safe
+                    wait = exc.next_retry_delay.total_seconds() if exc.next_retry_delay else 0.0
+                    await asyncio.sleep(max(wait, ITEM_BACKOFF * 2 ** (tried - 1)))
             activity.heartbeat()
 
         return run
+
+    @staticmethod
+    def _retried_batch() -> bool:
+        return activity.in_activity() and activity.info().attempt > 1
 
     # -- look-ups --------------------------------------------------------------------------------------------------
     async def _prefetch(self, batch: DeltaBatch) -> None:
@@ -150,17 +166,15 @@ class BatchWriter:
         return await find_first(self.sn, "incident", query, fields=INCIDENT_FIELDS, exclude_reference_link=True)
 
     async def _noted(self, item: DriftedCi, note: str) -> bool:
-        """On a retried batch, whether an earlier attempt appended this note already: a journal field (work_notes)
-        appends on every write, so writing it again would show the note twice."""
-        if not activity.in_activity() or activity.info().attempt == 1:
-            return False
+        """Whether an earlier try appended this note already: a journal field (work_notes) appends on every write,
+        so writing it again would show the note twice."""
         return await journal_has(self.sn, item.sys_id, self.config.note_field, note)
 
     # -- the writes ------------------------------------------------------------------------------------------------
     def _discovery_source(self, item: NewCi) -> str:
         return f"{self.config.discovery_source}:{item.record.source}"
 
-    async def _create(self, item: NewCi) -> None:
+    async def _create(self, item: NewCi, again: bool = False) -> None:
         record = item.record
         found = self._cis.get((item.key_field, record.key)) if record.key else None
         found = found or await self._find_ci(item)
@@ -195,7 +209,7 @@ class BatchWriter:
     def _correlation(item: MissingCi) -> str:
         return f"drift-{item.sys_id}"
 
-    async def _open_incident(self, item: MissingCi) -> None:
+    async def _open_incident(self, item: MissingCi, again: bool = False) -> None:
         correlation = self._correlation(item)
         found = self._incidents.get(correlation) or await self._find_open_incident(correlation)
         if found is not None:
@@ -236,14 +250,14 @@ class BatchWriter:
             Opened(number=number, ci=item.name, source=item.sources[0], ci_class=item.ci_class, assignment_group=group)
         )
 
-    async def _write_drift(self, item: DriftedCi) -> None:
+    async def _write_drift(self, item: DriftedCi, again: bool = False) -> None:
         config = self.config
         if config.drift == DriftMode.UPDATE:
             body = {ci_field: live for ci_field, (_, live) in item.changes.items()}
         else:
             lines = [f"{f}: CMDB {old!r}, {item.source} sees {new!r}" for f, (old, new) in item.changes.items()]
             note = "changeloop reconciliation found attribute drift:\n" + "\n".join(lines)
-            if await self._noted(item, note):
+            if again and await self._noted(item, note):
                 self.outcome.drift_written += 1
                 return
             body = {config.note_field: note}
