@@ -17,6 +17,7 @@ from temporalio import activity
 
 from activities.errors import servicenow_errors
 from activities.evidence.text import clean
+from activities.lookups import find_first
 from config.settings import Settings
 from servicenow import change_task
 from servicenow.change_request import CloseCode
@@ -47,7 +48,9 @@ class ChangeTaskActivities:
     @activity.defn(name=calls.OPEN_CHANGE_TASK.name)
     async def open_change_task(self, request: OpenTaskInput) -> TaskRef:
         async with servicenow_errors():
-            existing = await self.sn.first(
+            # A task with this key that the integration user may not read stops the create (activities/lookups.py).
+            existing = await find_first(
+                self.sn,
                 change_task.TABLE,
                 Query().eq("change_request", request.change_sys_id).eq("correlation_id", request.key),
                 fields=TASK_FIELDS,
