@@ -120,6 +120,8 @@ class ChaosWorld:
             "CHANGELOOP_RUNBOOKS": str(TEST_REGISTRY),
             "CHANGELOOP_RECONCILE_STATE_DIR": str(s.reconcile_state_dir),
             "CHANGELOOP_RECONCILE": str(s.reconcile),
+            # A waiting gate re-reads the change's approvals every second, not every minute.
+            "CHANGELOOP_APPROVAL_POLL_INTERVAL": "1s",
             "CHANGELOOP_LOG_LEVEL": "WARNING",
             "CHAOS_SERVICENOW_TIMEOUT": str(SERVICENOW_TIMEOUT),
         }
@@ -149,6 +151,10 @@ class ChaosWorld:
     # -- ServiceNow as people and the Business Rule see it ----------------------------------------------------------
     def integration(self) -> ServiceNowClient:
         return ServiceNowClient(self.url, BasicAuth(*INTEGRATION_USER))
+
+    def person(self, user: str) -> ServiceNowClient:
+        """A seeded ServiceNow user (sandbox/config.py passwords), e.g. an approver."""
+        return ServiceNowClient(self.url, BasicAuth(user, f"{user}-pw"))
 
     def admin(self) -> ServiceNowClient:
         """An admin reads every row (no ACL hides anything from admin): the counts after the storm."""

@@ -2,6 +2,8 @@
 while ServiceNow misbehaves (20 % of calls answer 5xx or 429 with Retry-After, some hang past the client's timeout,
 some writes commit and then answer late or never), the Business Rule delivers every change three times, the worker
 is killed with SIGKILL mid-wave and restarted, and the Temporal server (SQLite file) is stopped and started again.
+The gated change is approved the way ServiceNow proves it (a `sysapproval_approver` record decided by a listed
+approver), which its runbook's gate reads by itself.
 
 Afterwards everything is counted where it lands - in ServiceNow (read as admin) and in the fleet - not in our own
 summaries: every change closed once with the right code, no work note, CI or incident twice, no host patched (patch
@@ -29,7 +31,7 @@ from tests.chaos.conftest import ChaosWorld
 from tests.helpers import wait_for
 from tests.shim.conftest import webhook_body
 from tests.wave.conftest import BASELINE, FLEET, TARGET
-from workflows.change.models import change_workflow_id
+from workflows.change.models import ChangeStatus, change_workflow_id
 from workflows.incident.models import incident_workflow_id
 from workflows.reconcile.models import ReconcileSummary
 from workflows.wave.models import patch_host_workflow_id, wave_workflow_id
@@ -58,6 +60,16 @@ async def _deliver(shim: httpx.AsyncClient, change: dict[str, Any]) -> dict[str,
             assert answer.status_code == 202, answer.text
             return dict(answer.json())
         await asyncio.sleep(0.2)
+
+
+async def _approve_in_servicenow(w: ChaosWorld, admin: ServiceNowClient, change: dict[str, Any], who: str) -> None:
+    """The change's approval as ServiceNow records it (`sysapproval_approver`, decided by a listed approver): the
+    proof the runbook's gate finds by itself (workflows/gate/)."""
+    person = await admin.first("sys_user", Query().eq("user_name", who), fields=["sys_id"])
+    assert person is not None
+    record = await admin.create("sysapproval_approver", {"sysapproval": change["sys_id"], "approver": person["sys_id"]})
+    async with w.person(who) as approver:
+        await approver.update("sysapproval_approver", record["sys_id"], {"state": "approved"})
 
 
 async def _patch_calls(w: ChaosWorld) -> int:
@@ -117,7 +129,8 @@ async def test_changes_a_wave_and_a_reconciliation_come_out_exactly_once_through
         changes = Changes(sn)
         # -- the work, written while the instance still behaves ----------------------------------------------------
         standard = [await changes.create(template="Restart application service") for _ in range(STANDARD)]
-        gated = await changes.create(template="Run maintenance steps")  # destructive: waits for an approval
+        gated = await changes.create(template="Run maintenance steps")  # destructive: its gate wants an approval
+        await _approve_in_servicenow(w, admin, gated, "carol.cab")
         failing = await changes.create(category="Failing", ci="reporting-etl")
         wave = await changes.create(template="Patch Linux servers", category="WavePaged", ci="fleet")
         every = [wave, *standard, gated, failing]  # the wave first: it runs longest
@@ -163,8 +176,6 @@ async def test_changes_a_wave_and_a_reconciliation_come_out_exactly_once_through
         # -- the storm ---------------------------------------------------------------------------------------------
         await w.control.set_faults(**STORM)
         first = await asyncio.gather(*(_deliver(shim, c) for c in every for _ in range(2)))
-        approval = {"number": gated["number"], "approval": "approved", "approver": "alice.ops", "comments": "chaos"}
-        assert (await shim.post("/api/servicenow/approval", json=approval)).status_code == 202
         reconcile = await w.client.start_workflow(
             "ReconcileWorkflow",
             w.publish("chaos", config),
@@ -216,6 +227,13 @@ async def test_changes_a_wave_and_a_reconciliation_come_out_exactly_once_through
             twice = [text for text, n in Counter(notes).items() if n > 1]
             assert twice == [], f"{number}: work notes written twice: {twice}"
             assert sum(n.startswith("Started by changeloop") for n in notes) == 1, number
+
+        gate = (
+            await w.client.get_workflow_handle(change_workflow_id(gated["number"])).query(
+                "status", result_type=ChangeStatus
+            )
+        ).gate
+        assert gate.approver == "carol.cab" and gate.proof is not None, "the gated change ran on its proven approval"
 
         failed_id = change_workflow_id(failing["number"])
         incidents = await admin.list("incident", Query().eq("correlation_id", failed_id), fields=["number"])
