@@ -31,6 +31,18 @@ def canceled_by_request(error: BaseException) -> bool:
     return cancel_requested() and is_cancelled_exception(error)
 
 
+# Before this patch, code that turns an activity's failure into a result or an ApplicationError did the same to a
+# cancel request that surfaced there: a wave canceled while its continued run resolved its runbook failed and opened
+# an incident; a gate canceled mid-poll swallowed the request and went on waiting.
+CANCEL_PASSES_PATCH = "cancel-passes-through"
+
+
+def passes_through(error: BaseException) -> bool:
+    """Whether a handler of an activity's failure must re-raise `error` unchanged: it is this workflow's cancel
+    request, which ends the workflow CANCELED (or reaches its own wind-down), never a failure or a retry."""
+    return canceled_by_request(error) and workflow.patched(CANCEL_PASSES_PATCH)
+
+
 async def uncancellable(work: Awaitable[T]) -> T:
     """Await `work` to its end even when this workflow is cancelled (again) meanwhile: what it awaits (an activity, a
     signal, a child's end) is neither cancelled nor abandoned."""

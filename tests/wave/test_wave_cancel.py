@@ -169,7 +169,7 @@ async def test_a_wave_canceled_after_continue_as_new_winds_down_inherited_hosts_
     done = await asyncio.wait_for(wait_for(lambda: _closed(wave), timeout=60, message="the wave ended"), timeout=90)
     at_end = {name: (await fleet.host(name))["counters"] for name in FLEET}
 
-    assert done == WorkflowExecutionStatus.CANCELED
+    assert done == WorkflowExecutionStatus.CANCELED, await _how_it_ended(wave)
     status = await wave.query(QUERY_STATUS, result_type=WaveStatus)
     counts = status.counts
     assert counts.running == counts.pending == 0
@@ -190,6 +190,12 @@ async def test_a_wave_canceled_after_continue_as_new_winds_down_inherited_hosts_
     notes = await changes.work_notes(change["sys_id"])
     assert sum(n.startswith(f"Patch wave {wave.id} summary (canceled)") for n in notes) == 1
     assert await _incidents_for(sn_client, wave.id) == [], "a cancellation opens no incident"
+
+
+async def _how_it_ended(handle: Any) -> str:
+    """The closing event of the wave's last run (its failure, when it failed), for the assertion's message."""
+    events = [event async for event in handle.fetch_history_events()]
+    return str(events[-1]) if events else "no history"
 
 
 async def _closed(handle: Any) -> WorkflowExecutionStatus | None:

@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import calls
+    from workflows.cancellation import passes_through
     from workflows.change.models import NoteInput
     from workflows.gate.models import (
         GATE_EMPTY_APPROVER,
@@ -286,6 +287,8 @@ class Gate:
         try:
             return await calls.CHECK_APPROVALS.narrowed(retry=SERVICENOW_ATTEMPTS)(query)
         except ActivityError as error:
+            if passes_through(error):
+                raise
             workflow.logger.warning("approval records unreadable, next poll retries: %s", error)
             return None
 

@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import calls
+    from workflows.cancellation import passes_through
     from workflows.change.models import NoteInput
     from workflows.incident.models import (
         RESOLVE_NO_RESOLVER,
@@ -198,6 +199,8 @@ class OpenIncidentWorkflow:
                 )
             )
         except ActivityError as error:  # Slack is a courtesy: the incident is what counts
+            if passes_through(error):
+                raise
             self._status.slack = f"failed: {error.cause or error}"
 
     async def _finish(self) -> IncidentStatus:

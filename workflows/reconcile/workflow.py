@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from config.reconcile import ReconcileConfig
     from workflows import calls
+    from workflows.cancellation import passes_through
     from workflows.failures import error_type, failure_message, root_cause
     from workflows.incident.models import FailureReport
     from workflows.incident.reporting import generic_report
@@ -64,6 +65,8 @@ async def resolve_config(request: ReconcileInput) -> ReconcilePlan:
     try:
         return await calls.RESOLVE_RECONCILE(request.ref)
     except ActivityError as error:
+        if passes_through(error):
+            raise
         raise ApplicationError(failure_message(error), type=error_type(root_cause(error)), non_retryable=True) from None
 
 
@@ -114,6 +117,8 @@ class ReconcileWorkflow:
         try:
             summary.slack = await calls.POST_SUMMARY(summary)
         except ActivityError as error:  # the summary is still the result: Slack is a courtesy copy
+            if passes_through(error):
+                raise
             summary.slack = f"failed: {root_cause(error)}"
         self._status.phase = "done"
         return summary
@@ -123,6 +128,8 @@ class ReconcileWorkflow:
             scan = calls.SCAN_SOURCE.narrowed(timeout=source.timeout, retry=calls.attempts(source.attempts))
             return await scan(ScanRequest(config=config, source=source.name))
         except ActivityError as error:
+            if passes_through(error):
+                raise
             return ScanReport(source=source.name, kind=source.kind, ok=False, error=str(root_cause(error)))
 
     @staticmethod

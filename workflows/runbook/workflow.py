@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import calls
+    from workflows.cancellation import passes_through
     from workflows.change.models import NoteInput
     from workflows.failures import error_type, failure_message, root_cause
     from workflows.flow.models import FlowName
@@ -61,6 +62,8 @@ async def resolve_plan(run: RunbookRun) -> RunbookPlan:
     try:
         return await calls.RESOLVE_RUN(run.ref)
     except ActivityError as error:
+        if passes_through(error):
+            raise
         cause = root_cause(error)
         raise ApplicationError(failure_message(error), type=error_type(cause), non_retryable=True) from None
 
