@@ -11,6 +11,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from activities.change.schedules import ScheduleActivities
 from activities.change.tickets import TicketActivities
 from activities.evidence.attachments import AttachmentActivities
 from activities.evidence.tasks import ChangeTaskActivities
@@ -57,6 +58,7 @@ def central_activities(
 ) -> list[Any]:
     secrets = secrets or worker_secrets(settings)
     tickets = TicketActivities(sn, settings)
+    schedules = ScheduleActivities(sn, settings)
     intake = IntakeActivities(sn, client, settings)
     lookups = RegistryActivities(registry)
     callbacks = CallbackActivities(settings)
@@ -73,6 +75,9 @@ def central_activities(
         tickets.begin_implementation,
         tickets.add_work_note,
         tickets.close_change,
+        tickets.read_ticket,
+        tickets.watch_policy,
+        schedules.check_schedules,
         files.attach_file,
         tasks.open_change_task,
         tasks.close_change_task,

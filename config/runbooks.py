@@ -174,6 +174,9 @@ class Step(BaseModel):
     # How soon a lost worker is noticed while this step runs (the step heartbeats every 2 s).
     heartbeat_timeout: Duration = timedelta(seconds=30)
     retries: int = Field(default=2, ge=0, le=20)
+    # A cancel request while this step runs (README "Windows, holds and conflicts"): `kill` cancels the step (a command
+    # is killed); `finish` lets it run to its end first (a step that must never be cut in half: a schema migration).
+    on_cancel: Literal["kill", "finish"] = "kill"
 
     @field_validator("command")
     @classmethod
@@ -238,6 +241,11 @@ class Runbook(BaseModel):
     note_batch_seconds: float = Field(default=10.0, ge=0)
     # Types of this runbook's own placeholders (params, flow inputs); host/fqdn/change/ip are typed by name already.
     types: dict[str, ValueType] = {}
+    # The change's planned window (start_date / end_date) and ServiceNow's blackout and maintenance schedules:
+    # `respect` waits for them and stops at the window's end; `ignore` is the break-glass opt-out (emergencies).
+    window: Literal["respect", "ignore"] = "respect"
+    # When the planned end passes mid-run, what runs `finish`es; a wave's running hosts may `roll_back` instead.
+    window_end: Literal["finish", "roll_back"] = "finish"
 
     def value_type(self, name: str) -> ValueType:
         return self.types.get(name) or BUILTIN_TYPES.get(name, ValueType.WORD)
@@ -258,10 +266,25 @@ def canonical_json(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+# Fields added after digests were first carried by running executions: left out of the digest while they hold their
+# default, so an upgrade does not change the digest of an entry that does not use them (a run in flight would be
+# refused its next step as RegistryChanged).
+LATER_RUNBOOK_FIELDS = {"window": "respect", "window_end": "finish"}
+LATER_STEP_FIELDS = {"on_cancel": "kill"}
+
+
 def runbook_digest(runbook: Runbook) -> str:
     """sha256 of the registry entry as the worker resolved it (defaults applied), in canonical JSON: a run carries
     it, and every step it runs is looked up again and refused when the entry changed meanwhile."""
-    return hashlib.sha256(canonical_json(runbook.model_dump(mode="json", by_alias=True))).hexdigest()
+    data = runbook.model_dump(mode="json", by_alias=True)
+    for name, default in LATER_RUNBOOK_FIELDS.items():
+        if data.get(name) == default:
+            data.pop(name)
+    for step in data.get("steps", []):
+        for name, default in LATER_STEP_FIELDS.items():
+            if step.get(name) == default:
+                step.pop(name)
+    return hashlib.sha256(canonical_json(data)).hexdigest()
 
 
 # -- a patch wave's params (the registry holds them as strings; typed here) -----------------------------------------

@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     # the gate check ServiceNow's approval records now. On in `changeloop dev` and the demo.
     temporal_authorizes_decisions: bool = False
     approval_poll_interval: Duration = timedelta(seconds=60)  # how often a waiting gate re-reads the approvals
+    # -- the ticket watch (workflows/change/watch.py, README "Windows, holds and conflicts") ----------------------------
+    # How often a running or waiting change re-reads its ticket when no Business Rule hint arrived (hold, cancel,
+    # reschedule); and how long a change with no allowed time left in its planned window waits to be rescheduled.
+    ticket_poll_interval: Duration = timedelta(seconds=60)
+    reschedule_wait: Duration = timedelta(days=14)
     shim_docs: bool = True  # /docs and /openapi.json (behind a valid token); false: not served at all
 
     def secret_values(self) -> list[str]:

@@ -6,7 +6,8 @@
   (message, details, causes) passes the scrubber (ops/scrub.py) here, before the SDK sends it to history: step
   output, status details, results and failure messages never carry a configured secret.
 - Workflows: changes started / closed by outcome and hosts patched / rolled back are counted from what the
-  workflow returns or raises, through the replay-safe workflow metric meter.
+  workflow returns or raises, through the replay-safe workflow metric meter; a change's seconds to Implement (its
+  `begin_implementation` activity completed) and to its end (by outcome) are recorded as histograms there too.
 
 The change number is read from the workflow ID (`change-CHG…`, `runbook-CHG…`, `wave-CHG…`, `patch-CHG…-<ci>`,
 `incident-for-<one of those>`). IDs are deterministic by contract (docs/architecture.md, "Contract") and already readable in history,
@@ -15,6 +16,7 @@ so unlike a header this adds nothing in clear when history is encrypted.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -27,8 +29,10 @@ from temporalio.worker import (
     ExecuteActivityInput,
     ExecuteWorkflowInput,
     Interceptor,
+    StartActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
 )
 
 from ops import metrics
@@ -87,8 +91,36 @@ def _count(name: str, attributes: dict[str, str] | None = None) -> None:
     workflow.metric_meter().create_counter(name, metrics.COUNTERS[name][1]).add(1, attributes)
 
 
+def _seconds(name: str, outcome: str = "") -> None:
+    """Seconds since this change workflow started (its webhook or poll), on the replay-safe meter."""
+    seconds = max(0.0, (workflow.now() - workflow.info().start_time).total_seconds())
+    histogram = workflow.metric_meter().create_histogram_float(name, metrics.HISTOGRAMS[name][1], "s")
+    histogram.record(seconds, {"outcome": outcome} if outcome else None)
+
+
+IMPLEMENT_ACTIVITY = "begin_implementation"  # workflows/calls.py BEGIN_IMPLEMENTATION: Scheduled -> Implement
+
+
+class _ChangeMilestones(WorkflowOutboundInterceptor):
+    """A change reaches Implement when its begin_implementation activity completes."""
+
+    def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
+        handle = super().start_activity(input)
+        if input.activity == IMPLEMENT_ACTIVITY and workflow.info().workflow_type == CHANGE_WORKFLOW:
+            handle.add_done_callback(_implemented)
+        return handle
+
+
+def _implemented(task: Any) -> None:
+    if not task.cancelled() and task.exception() is None:
+        _seconds(metrics.CHANGE_IMPLEMENT_SECONDS)
+
+
+CHANGE_WORKFLOW = "ChangeRequestWorkflow"
+
+
 def _change_failure_outcome(error: BaseException) -> str:
-    if isinstance(error, CancelledError):
+    if isinstance(error, (CancelledError, asyncio.CancelledError)):
         return "canceled"
     if isinstance(error, ApplicationError) and error.details and isinstance(error.details[0], dict):
         return str(error.details[0].get("outcome") or "failed")
@@ -96,15 +128,20 @@ def _change_failure_outcome(error: BaseException) -> str:
 
 
 class _WorkflowOutcomes(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_ChangeMilestones(outbound))
+
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         kind = workflow.info().workflow_type
-        if kind == "ChangeRequestWorkflow":
+        if kind == CHANGE_WORKFLOW:
             _count(metrics.CHANGES_STARTED)
         try:
             result = await self.next.execute_workflow(input)
-        except (ApplicationError, CancelledError) as error:
-            if kind == "ChangeRequestWorkflow":
-                _count(metrics.CHANGES_CLOSED, {"outcome": _change_failure_outcome(error)})
+        except (ApplicationError, CancelledError, asyncio.CancelledError) as error:
+            if kind == CHANGE_WORKFLOW:
+                outcome = _change_failure_outcome(error)
+                _count(metrics.CHANGES_CLOSED, {"outcome": outcome})
+                _seconds(metrics.CHANGE_CLOSE_SECONDS, outcome)
             raise
         self._count_result(result)
         return result
@@ -119,6 +156,7 @@ class _WorkflowOutcomes(WorkflowInboundInterceptor):
         kind = type(result).__name__
         if kind == "ChangeResult":
             _count(metrics.CHANGES_CLOSED, {"outcome": outcome})
+            _seconds(metrics.CHANGE_CLOSE_SECONDS, outcome)
         elif kind == "HostReport":
             counter = {
                 "patched": metrics.HOSTS_PATCHED,

@@ -21,6 +21,8 @@ HOSTS_ROLLED_BACK = "changeloop_hosts_rolled_back"
 HOSTS_FAILED = "changeloop_hosts_failed"
 INCIDENTS_OPENED = "changeloop_incidents_opened"
 SERVICENOW_CALLS = "changeloop_servicenow_calls"
+CHANGE_IMPLEMENT_SECONDS = "changeloop_change_implement_seconds"
+CHANGE_CLOSE_SECONDS = "changeloop_change_close_seconds"
 
 # name -> (labels, meaning): the README's metrics table is this dict.
 COUNTERS: Mapping[str, tuple[str, str]] = {
@@ -34,9 +36,35 @@ COUNTERS: Mapping[str, tuple[str, str]] = {
 }
 
 
+# name -> (labels, meaning) of the histograms, recorded in seconds from a change workflow's start (its webhook or
+# poll) by the workflow interceptor (ops/interceptors.py) on the workflow's replay-safe meter.
+HISTOGRAMS: Mapping[str, tuple[str, str]] = {
+    CHANGE_IMPLEMENT_SECONDS: ("", "seconds from the change workflow's start to the ticket in Implement"),
+    CHANGE_CLOSE_SECONDS: ("outcome", "seconds from the change workflow's start to its end, by outcome"),
+}
+# A change waits for approvals, windows and holds: from a second to days.
+DURATION_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    4 * 3600.0,
+    12 * 3600.0,
+    86400.0,
+    7 * 86400.0,
+)
+
+
 def prometheus_runtime(address: str) -> Runtime:
     """A runtime whose metrics are served at http://<address>/metrics. Fails at once if the port is taken."""
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    overrides = {name: list(DURATION_BUCKETS) for name in HISTOGRAMS}
+    config = PrometheusConfig(bind_address=address, histogram_bucket_overrides=overrides)
+    return Runtime(telemetry=TelemetryConfig(metrics=config))
 
 
 def _table(path: str) -> str:

@@ -123,6 +123,19 @@ class Query:
     def isnotempty(self, name: str) -> Query:
         return self._add(f"{_check_field(name)}ISNOTEMPTY")
 
+    def and_stored(self, condition: str) -> Query:
+        """This query AND a condition the instance stores itself (a schedule's `condition` over cmdb_ci): read from
+        ServiceNow, never from a caller, and passed as written. Its `^NQ` groups each get this query's clauses, so
+        `sys_id=X` AND `a^NQb` is `sys_id=X^a^NQsys_id=X^b`; its own ORDERBY clauses are dropped."""
+        if not self.clauses or any(c.startswith("^NQ") or c.startswith("^OR") for c in self.clauses[1:]):
+            raise QueryValueError("and_stored() needs a plain AND query before it")
+        mine = "".join(self.clauses)
+        groups = []
+        for group in condition.split("^NQ"):
+            kept = "^".join(p for p in group.split("^") if p and not p.startswith("ORDERBY") and p != "EQ")
+            groups.append(f"{mine}^{kept}" if kept else mine)
+        return Query(("^NQ".join(groups),), self.orders)
+
     # -- ordering -----------------------------------------------------------------------------
     def order_by(self, name: str) -> Query:
         return Query(self.clauses, (*self.orders, f"ORDERBY{_check_field(name)}"), self._next_joiner)

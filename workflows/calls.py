@@ -21,7 +21,16 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from servicenow import errors as servicenow_errors
-    from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput
+    from workflows.change.models import (
+        BeginInput,
+        BeginResult,
+        ChangeTicket,
+        CloseInput,
+        NoteInput,
+        ScheduleFinding,
+        ScheduleQuery,
+        WatchPolicy,
+    )
     from workflows.evidence.models import AttachInput, AttachResult, CloseTaskInput, OpenTaskInput, TaskRef
     from workflows.flow.models import CallbackInput, FlowName
     from workflows.gate.models import (
@@ -117,6 +126,9 @@ class Call(Generic[Arg, Result]):
     timeout: timedelta  # start_to_close: one attempt's budget
     retry: RetryPolicy
     heartbeat: timedelta | None = None
+    total: timedelta | None = None  # schedule_to_close: every attempt and the waits between them together
+    # The SDK's default TRY_CANCEL; WAIT_CANCELLATION_COMPLETED waits until the cancelled activity has stopped.
+    cancellation: workflow.ActivityCancellationType = workflow.ActivityCancellationType.TRY_CANCEL
 
     def narrowed(self, **changes: Any) -> Call[Arg, Result]:
         """This call with a call site's own timeout, heartbeat or retry budget (a step's, a host's, a source's)."""
@@ -130,8 +142,10 @@ class Call(Generic[Arg, Result]):
             result_type=self.result,
             task_queue=task_queue or None,
             start_to_close_timeout=self.timeout,
+            schedule_to_close_timeout=self.total,
             heartbeat_timeout=self.heartbeat,
             retry_policy=self.retry,
+            cancellation_type=self.cancellation,
         )
         return result
 
@@ -144,6 +158,14 @@ LOAD_CHANGE: Call[str, ChangeTicket] = Call("load_change", ChangeTicket, MINUTE,
 BEGIN_IMPLEMENTATION: Call[BeginInput, BeginResult] = Call("begin_implementation", BeginResult, MINUTE, SERVICENOW)
 ADD_WORK_NOTE: Call[NoteInput, None] = Call("add_work_note", None, MINUTE, SERVICENOW)
 CLOSE_CHANGE: Call[CloseInput, str] = Call("close_change", str, MINUTE, SERVICENOW)
+# The ticket watch (workflows/change/watch.py): the ticket as it is now (by sys_id), the watch's settings, and whether
+# ServiceNow's blackout and maintenance schedules let the change run now. A watch narrows READ_TICKET to a few
+# attempts: an instance that is down must not stall the run (the next poll reads again).
+READ_TICKET: Call[str, ChangeTicket] = Call("read_ticket", ChangeTicket, MINUTE, SERVICENOW)
+WATCH_POLICY: Call[None, WatchPolicy] = Call("watch_policy", WatchPolicy, MINUTE, SERVICENOW)
+CHECK_SCHEDULES: Call[ScheduleQuery, ScheduleFinding] = Call(
+    "check_schedules", ScheduleFinding, 2 * MINUTE, SERVICENOW, MINUTE
+)
 
 # -- evidence on the ticket (activities/evidence/): each write looks its natural key up first, so it is retried freely --
 ATTACH_FILE: Call[AttachInput, AttachResult] = Call("attach_file", AttachResult, 2 * MINUTE, SERVICENOW)

@@ -1,11 +1,13 @@
 """Change-ticket activities: read the change, move it along the change model, write work notes, close it.
 
-Every write is safe to retry: state moves only step forward from the state the instance reports now, and a work
-note retried after a lost answer is looked up in the journal before it is written again (activities/lookups.py:
-also when the integration user may not read the journal entry). Work notes and close notes pass the scrubber
+Every write is safe to retry: state moves only step forward from the state the instance reports now
+(activities/change/moves.py: the Change Management API's next states where the instance has it), and a work note
+retried after a lost answer is looked up in the journal before it is written again (activities/lookups.py: also
+when the integration user may not read the journal entry). Work notes and close notes pass the scrubber
 (ops/scrub.py) on their way to the ticket: they quote step output.
 changeloop never moves a change through Assess or Authorize: those are the approval flow's moves
-(docs/architecture.md, "Trust"); it takes a change that ServiceNow has Scheduled to Implement, and nothing else.
+(docs/architecture.md, "Trust"); it takes a change that ServiceNow has Scheduled to Implement, then to Closed, or
+cancels it when it was not implemented.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.change.moves import INVALID_TICKET_STATE, ChangeMoves
 from activities.errors import servicenow_errors
 from activities.lookups import journal_has
 from config.settings import Settings
 from ops.scrub import SCRUBBER
-from servicenow.change_request import ChangeRequest, ChangeState, transitions_between
+from servicenow.change_request import ChangeRequest, ChangeState
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
+from servicenow.schedules import servicenow_datetime
 from workflows import calls
-from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput
+from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput, WatchPolicy
 from workflows.change.readiness import CHANGE_NOT_READY, state_label
 
 CHANGE_FIELDS = [
@@ -36,13 +40,36 @@ CHANGE_FIELDS = [
     "short_description",
     "cmdb_ci",
     "std_change_producer_version",
+    "start_date",
+    "end_date",
 ]
+
+
+def ticket_of(record: dict[str, object]) -> ChangeTicket:
+    change = ChangeRequest.model_validate(record)
+    return ChangeTicket(
+        sys_id=change.sys_id,
+        number=change.number,
+        state=change.state,
+        type=change.type or "standard",
+        approval=change.approval,
+        on_hold=change.on_hold == "true",
+        on_hold_reason=change.on_hold_reason,
+        category=change.category,
+        template=change.template,
+        cmdb_ci=change.cmdb_ci,
+        cmdb_ci_name=change.cmdb_ci_name,
+        short_description=change.short_description,
+        planned_start=servicenow_datetime(change.start_date),
+        planned_end=servicenow_datetime(change.end_date),
+    )
 
 
 class TicketActivities:
     def __init__(self, sn: ServiceNowClient, settings: Settings) -> None:
         self.sn = sn
         self.settings = settings
+        self.moves = ChangeMoves(sn, settings.change_api)
 
     @activity.defn(name=calls.LOAD_CHANGE.name)
     async def load_change(self, number: str) -> ChangeTicket:
@@ -57,71 +84,43 @@ class TicketActivities:
             raise ApplicationError(
                 f"change {number} not found in ServiceNow", type="ChangeNotFound", non_retryable=True
             )
-        change = ChangeRequest.model_validate(record)
-        return ChangeTicket(
-            sys_id=change.sys_id,
-            number=change.number,
-            state=change.state,
-            type=change.type or "standard",
-            approval=change.approval,
-            on_hold=change.on_hold == "true",
-            on_hold_reason=change.on_hold_reason,
-            category=change.category,
-            template=change.template,
-            cmdb_ci=change.cmdb_ci,
-            cmdb_ci_name=change.cmdb_ci_name,
-            short_description=change.short_description,
+        return ticket_of(record)
+
+    @activity.defn(name=calls.READ_TICKET.name)
+    async def read_ticket(self, sys_id: str) -> ChangeTicket:
+        """The change as it is now (the ticket watch: hold, cancel, reschedule), by sys_id: one GET."""
+        async with servicenow_errors():
+            record = await self.sn.get("change_request", sys_id, fields=CHANGE_FIELDS, display_value="all")
+        return ticket_of(record)
+
+    @activity.defn(name=calls.WATCH_POLICY.name)
+    async def watch_policy(self) -> WatchPolicy:
+        return WatchPolicy(
+            poll_interval=self.settings.ticket_poll_interval, reschedule_wait=self.settings.reschedule_wait
         )
-
-    async def _current_state(self, sys_id: str) -> str:
-        record = await self.sn.get("change_request", sys_id, fields=["state"])
-        return str(record.get("state", ""))
-
-    async def _walk_to(self, ticket: ChangeTicket, target: ChangeState, extra: dict[str, str]) -> str:
-        """Move one allowed transition at a time: the change model refuses jumps (403 from a business rule)."""
-        current = await self._current_state(ticket.sys_id)
-        path = transitions_between(ticket.type, current, target)
-        if current != target and not path:
-            raise ApplicationError(
-                f"{ticket.number} is in state {ChangeState(current).name if current in ChangeState._value2member_map_ else current}"
-                f" and cannot move to {target.name} along the {ticket.type} change model",
-                type="InvalidTicketState",
-                non_retryable=True,
-            )
-        for state in path:
-            body = {"state": state.value} | (extra if state == target else {})
-            await self.sn.update("change_request", ticket.sys_id, body, fields=["state"])
-        if not path and extra:
-            await self.sn.update("change_request", ticket.sys_id, extra, fields=["state"])
-        return target.value
 
     @activity.defn(name=calls.BEGIN_IMPLEMENTATION.name)
     async def begin_implementation(self, request: BeginInput) -> BeginResult:
+        """Scheduled -> Implement with the execution reference and the first work note, in one write (one PATCH:
+        the instance journals the note with the move). A retry whose first attempt committed finds the change in
+        Implement with this execution's reference and writes nothing."""
         info = activity.info()
         workflow_id = info.workflow_id or ""
         url = self.settings.execution_url(workflow_id, info.workflow_run_id)
-        reference = {"correlation_id": workflow_id, "correlation_display": "changeloop"}
+        note = f"Started by changeloop: {url}\nRunbook: {request.runbook}\nExecution: {workflow_id}"
+        body = {"correlation_id": workflow_id, "correlation_display": "changeloop"}
         if self.settings.execution_url_field:
-            reference[self.settings.execution_url_field] = url
+            body[self.settings.execution_url_field] = url
         async with servicenow_errors():
             current = await self.sn.get(
                 "change_request", request.ticket.sys_id, fields=["state", "approval", "on_hold", "correlation_id"]
             )
-            state = str(current.get("state", ""))
-            ours = state == ChangeState.IMPLEMENT and current.get("correlation_id") == workflow_id  # a retry
+            ours = current.get("state") == ChangeState.IMPLEMENT and current.get("correlation_id") == workflow_id
             if not ours:
                 self._check_ready(request.ticket.number, current)
-                # Scheduled -> Implement, with the execution reference, in one write.
-                body = reference | {"state": ChangeState.IMPLEMENT.value}
-                await self.sn.update("change_request", request.ticket.sys_id, body, fields=["state"])
-            state = ChangeState.IMPLEMENT.value
-        await self.add_work_note(
-            NoteInput(
-                sys_id=request.ticket.sys_id,
-                text=f"Started by changeloop: {url}\nRunbook: {request.runbook}\nExecution: {workflow_id}",
-            )
-        )
-        return BeginResult(state=state, execution_url=url)
+                body |= {"state": ChangeState.IMPLEMENT.value, "work_notes": SCRUBBER.text(note)}
+                await self.moves.patch(request.ticket.sys_id, body)
+        return BeginResult(state=ChangeState.IMPLEMENT.value, execution_url=url)
 
     @staticmethod
     def _check_ready(number: str, current: dict[str, object]) -> None:
@@ -149,18 +148,28 @@ class TicketActivities:
 
     @activity.defn(name=calls.CLOSE_CHANGE.name)
     async def close_change(self, request: CloseInput) -> str:
-        closing = {"close_code": request.close_code, "close_notes": SCRUBBER.text(request.close_notes)}
+        """Implement -> Review -> Closed with close_code and close_notes; or Canceled with the notes (`cancel`, or a
+        change never implemented: nothing is faked). A change already Closed or Canceled is left as it is."""
+        closing = {"close_notes": SCRUBBER.text(request.close_notes)}
+        if request.close_code:
+            closing["close_code"] = request.close_code
+        ticket = request.ticket
         async with servicenow_errors():
-            current = await self._current_state(request.ticket.sys_id)
-            if current == ChangeState.CLOSED:
+            current = str((await self.sn.get("change_request", ticket.sys_id, fields=["state"])).get("state", ""))
+            if current in (ChangeState.CLOSED, ChangeState.CANCELED):
                 return current
-            if current in (ChangeState.NEW, ChangeState.ASSESS, ChangeState.AUTHORIZE, ChangeState.SCHEDULED):
-                # Never implemented (rejected or timed out at the gate): cancel rather than fake an implementation.
-                await self.sn.update(
-                    "change_request",
-                    request.ticket.sys_id,
-                    {"state": ChangeState.CANCELED.value} | closing,
-                    fields=["state"],
-                )
-                return ChangeState.CANCELED.value
-            return await self._walk_to(request.ticket, ChangeState.CLOSED, closing)
+            never_implemented = current in (
+                ChangeState.NEW,
+                ChangeState.ASSESS,
+                ChangeState.AUTHORIZE,
+                ChangeState.SCHEDULED,
+            )
+            if request.cancel or never_implemented:
+                if current == ChangeState.REVIEW:
+                    raise ApplicationError(
+                        f"{ticket.number} is in Review: a change in Review cannot be canceled",
+                        type=INVALID_TICKET_STATE,
+                        non_retryable=True,
+                    )
+                return await self.moves.move(ticket.sys_id, ticket.type, ChangeState.CANCELED, closing)
+            return await self.moves.move(ticket.sys_id, ticket.type, ChangeState.CLOSED, closing)

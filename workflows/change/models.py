@@ -5,10 +5,13 @@ only - never a credential.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel
+
+from config.runbooks import Duration
 
 # The approval gate's contract lives in workflows/gate/models.py (the gate is held by the runbook's own workflow);
 # these names stay importable from here, where callers knew them.
@@ -50,7 +53,8 @@ from workflows.gate.models import (
 )
 from workflows.status import StepProgress, StepRecord
 
-# A hint from ServiceNow's change-event Business Rule (canceled, on hold, rescheduled): recorded in the status for now.
+# A hint from ServiceNow's change-event Business Rule (canceled, on hold, rescheduled): the change's ticket watch reads
+# the ticket again, and the change forwards it to its runbook or wave, whose watch does the same (watch.py).
 SIGNAL_TICKET_CHANGED = "ticket_changed"
 
 
@@ -74,6 +78,9 @@ class ChangeTicket(BaseModel):
     cmdb_ci: str = ""  # sys_id
     cmdb_ci_name: str = ""
     short_description: str = ""
+    # The planned window (start_date / end_date, UTC); None when the change has none.
+    planned_start: datetime | None = None
+    planned_end: datetime | None = None
 
 
 class ChangeInput(BaseModel):
@@ -91,6 +98,10 @@ class ChangeOutcome(StrEnum):
     APPROVAL_TIMED_OUT = "approval_timed_out"
     NOT_READY = "not_ready"  # ServiceNow does not let it be implemented (approval, state, hold, type): nothing ran
     NOT_FOUND = "not_found"  # no such change in ServiceNow: bad input, not a failure (no incident)
+    CANCELED = "canceled"  # the execution was cancelled (Temporal): the ticket is Canceled with the reason
+    CANCELED_IN_SERVICENOW = "canceled_in_servicenow"  # someone canceled (or closed) the ticket: changeloop stopped
+    WINDOW_ENDED = "window_ended"  # the planned end passed mid-run: the rest did not run, closed unsuccessful
+    BLOCKED = "blocked"  # no allowed time in its window and not rescheduled in time: nothing ran
 
 
 class TicketEvent(BaseModel):
@@ -117,16 +128,28 @@ class ChangeResult(BaseModel):
     incident: str = ""  # the incident a failure opened (number)
 
 
+class Waiting(BaseModel):
+    """Why a change (or its runbook, its wave) does not go on now, and until when (None: until the ticket changes)."""
+
+    phase: str  # waiting_for_window | blackout | on_hold | waiting_for_reschedule
+    reason: str
+    until: datetime | None = None
+    since: datetime | None = None
+
+
 class ChangeStatus(StepProgress):
     """Answer of the `status` query on a change workflow."""
 
     number: str
-    phase: str  # loading | resolving | starting | awaiting_approval | running | closing | done
+    # loading | resolving | waiting_for_window | blackout | on_hold | waiting_for_reschedule | starting |
+    # awaiting_approval | running | closing | canceling | done
+    phase: str
     runbook: str = ""
     ticket_state: str = ""
     gate: GateState = GateState()
     result: ChangeResult | None = None
     ticket_events: list[TicketEvent] = []  # hints from ServiceNow about this change, newest last (kept: last 5)
+    waiting: Waiting | None = None  # what the change waits for before it goes on (window, blackout, hold)
 
 
 class BeginInput(BaseModel):
@@ -149,3 +172,30 @@ class CloseInput(BaseModel):
     ticket: ChangeTicket
     close_code: str
     close_notes: str
+    # Cancel the change (state Canceled, from any state before Review) instead of walking it to Closed: it was not
+    # implemented (rejected or timed-out gate, an execution cancelled). close_code may then be empty.
+    cancel: bool = False
+
+
+# -- the ticket watch (workflows/change/watch.py) ------------------------------------------------------------------
+class WatchPolicy(BaseModel):
+    """The worker's settings for the ticket watch, read through an activity (workflows cannot read settings)."""
+
+    poll_interval: Duration = timedelta(seconds=60)
+    reschedule_wait: Duration = timedelta(days=14)
+
+
+class ScheduleQuery(BaseModel):
+    """Is the change allowed to run at `at` by ServiceNow's blackout and maintenance schedules?"""
+
+    change_sys_id: str
+    ci_sys_id: str
+    planned_start: datetime
+    planned_end: datetime
+    at: datetime
+
+
+class ScheduleFinding(BaseModel):
+    blocked_by: str = ""  # why not at `at` ("" when allowed)
+    allowed_from: datetime | None = None  # the next allowed moment before the planned end (None: none remains)
+    checked_with: str = ""  # change_api (conflict check) | table_api (cmn_schedule)

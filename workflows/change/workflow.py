@@ -12,6 +12,8 @@ Histories recorded before GATE_PATCH held the gate here and read no readiness: t
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
@@ -19,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from servicenow.change_request import ChangeState, CloseCode
     from workflows import calls
     from workflows import search_attributes as sa
+    from workflows.cancellation import canceled_by_request, uncancellable
     from workflows.change.models import (
         SIGNAL_TICKET_CHANGED,
         BeginInput,
@@ -30,8 +33,15 @@ with workflow.unsafe.imports_passed_through():
         CloseInput,
         NoteInput,
         TicketEvent,
+        Waiting,
     )
     from workflows.change.readiness import CHANGE_NOT_READY, not_ready
+    from workflows.change.watch import (
+        CANCELED_IN_SERVICENOW,
+        TICKET_WATCH,
+        Stop,
+        TicketWatch,
+    )
     from workflows.failures import failure_message
     from workflows.gate.models import (
         GATE_EMPTY_APPROVER,
@@ -87,6 +97,11 @@ class ChangeRequestWorkflow:
         # Whether this execution holds the gate itself, as histories before GATE_PATCH did (None until the run knows).
         self._legacy: bool | None = None
         self._decision: DecideInput | None = None  # the legacy gate's decision
+        # The ticket watch (workflows/change/watch.py), for executions started since TICKET_WATCH; a hint that arrives
+        # before the run has made it is kept for it.
+        self._watch: TicketWatch | None = None
+        self._early_hint = False
+        self._execution_url = ""
 
     # -- messages ----------------------------------------------------------------------------------------------------
     @workflow.query(name=QUERY_STATUS)
@@ -102,9 +117,14 @@ class ChangeRequestWorkflow:
         self._relay.on_report(report)
 
     @workflow.signal(name=SIGNAL_TICKET_CHANGED)
-    def ticket_changed(self, event: TicketEvent) -> None:
-        # Recorded only, for now: the ticket itself is re-read where a decision depends on it.
+    async def ticket_changed(self, event: TicketEvent) -> None:
+        # A hint: the watch reads the ticket again (nothing in the body is taken), and the runbook or wave hears it too.
         self._status.ticket_events = [*self._status.ticket_events, event][-5:]
+        if self._watch is None:
+            self._early_hint = True
+            return
+        self._watch.hint()
+        await self._watch.forward(event)
 
     @workflow.signal(name=SIGNAL_CHECK_APPROVALS)
     async def check_approvals(self) -> None:
@@ -159,9 +179,18 @@ class ChangeRequestWorkflow:
     async def run(self, change: ChangeInput) -> ChangeResult:
         # Decided here, first: every message handler acts on it, and old histories replay the path they took.
         self._legacy = not workflow.patched(GATE_PATCH)
+        self._watching = not self._legacy and workflow.patched(TICKET_WATCH)
         # A `decide` update answered just before the end must get its answer, not a lost handler.
         try:
             result = await self._run(change)
+        except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as error:
+            if not (self._watching and canceled_by_request(error)):
+                raise
+            # Cancellation is its own outcome: what runs has wound down (the child, cancelled, waited for), the
+            # ticket is canceled with the reason, and the execution ends CANCELED (no incident).
+            await uncancellable(self._close_canceled())
+            self._relay.close("the change's execution was canceled")
+            raise asyncio.CancelledError(workflow.cancellation_reason() or "canceled") from None
         except ApplicationError:
             self._relay.close("the change's execution has ended")
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -198,6 +227,17 @@ class ChangeRequestWorkflow:
             ]
         )
 
+        if self._watching:
+            self._watch = TicketWatch(
+                ticket.sys_id, window=runbook.window != "ignore", note=self._note_text, mirror=self._mirror_wait
+            )
+            if self._early_hint:
+                self._watch.hint()
+            await self._watch.begin(ticket)
+            stop = await self._watch.guard("it starts (Implement)", schedules=True, reschedulable=True)
+            if stop is not None:
+                return await self._stopped_before_implement(ticket, runbook, stop)
+
         self._status.phase = "starting"
         try:
             begun = await calls.BEGIN_IMPLEMENTATION(BeginInput(ticket=ticket, runbook=runbook.name))
@@ -206,6 +246,7 @@ class ChangeRequestWorkflow:
                 raise
             return await self._not_ready(ticket, runbook, failure_message(error))  # it changed since it was read
         self._set_ticket_state(ChangeState.IMPLEMENT)
+        self._execution_url = begun.execution_url
 
         if self._legacy and runbook.destructive and not await self._legacy_approval_gate(ticket, runbook):
             return await self._close_unapproved(ticket, runbook, begun.execution_url)
@@ -222,24 +263,46 @@ class ChangeRequestWorkflow:
                     change_number=ticket.number,
                     change_sys_id=ticket.sys_id,
                     report_to=workflow.info().workflow_id,
+                    ticket=self._watch.ticket if self._watch is not None else None,
                 ),
                 id=self._child_id(runbook, ticket.number),
                 search_attributes=sa.of_change(ticket.number, [ticket.cmdb_ci_name]),
                 result_type=RunbookResult,
-                execution_timeout=runbook.timeout,
+                # Since TICKET_WATCH the runbook bounds its own step time (ticket writes never count against it).
+                execution_timeout=None if self._watching else runbook.timeout,
             )
             self._relay.attach(child)
+            if self._watch is not None:
+                self._watch.attach(child)
             result = await child
         except ChildWorkflowError as error:
+            if self._watching and canceled_by_request(error):
+                raise
             return await self._close_failed(ticket, runbook, begun.execution_url, error)
         if result.gate is not None and result.gate.status in (GateStatus.REJECTED, GateStatus.TIMED_OUT):
             self._mirror_gate(result.gate)
             return await self._close_unapproved(ticket, runbook, begun.execution_url)
+        if self._watch is not None:
+            if result.stopped:
+                return await self._close_stopped(ticket, runbook, begun.execution_url, result)
+            # A change on hold cannot be closed (only canceled): wait for the release. Canceled meanwhile: not ours.
+            stop = await self._watch.guard("closing the change", windowed=False)
+            if stop is not None:
+                return await self._stopped_after_run(ticket, runbook, stop, result)
         return await self._close_succeeded(ticket, runbook, begun.execution_url, result)
 
     # -- pieces ------------------------------------------------------------------------------------------------------
     async def _note(self, ticket: ChangeTicket, text: str) -> None:
         await calls.ADD_WORK_NOTE(NoteInput(sys_id=ticket.sys_id, text=text))
+
+    async def _note_text(self, text: str) -> None:
+        assert self._ticket is not None
+        await self._note(self._ticket, text)
+
+    def _mirror_wait(self, waiting: Waiting | None) -> None:
+        self._status.waiting = waiting
+        if waiting is not None:
+            self._status.phase = waiting.phase
 
     def _set_ticket_state(self, state: ChangeState) -> None:
         self._status.ticket_state = _state_name(state.value)
@@ -335,15 +398,126 @@ class ChangeRequestWorkflow:
         )
         return gate.status == GateStatus.APPROVED
 
-    async def _close(self, ticket: ChangeTicket, code: CloseCode, notes: str) -> None:
+    async def _close(self, ticket: ChangeTicket, code: CloseCode | None, notes: str, *, cancel: bool = False) -> None:
+        """Closed with the code, or Canceled (`cancel`: not implemented). Once begun, a close finishes even when the
+        execution is cancelled meanwhile (a walk cut between Review and Closed would strand the ticket)."""
         self._status.phase = "closing"
-        await calls.CLOSE_CHANGE(CloseInput(ticket=ticket, close_code=code.value, close_notes=notes))
-        self._set_ticket_state(ChangeState.CLOSED)
+        closing = calls.CLOSE_CHANGE(
+            CloseInput(ticket=ticket, close_code=code.value if code else "", close_notes=notes, cancel=cancel)
+        )
+        if not self._watching:
+            await closing
+            self._set_ticket_state(ChangeState.CLOSED)
+            return
+        state = await uncancellable(closing)
+        self._set_ticket_state(ChangeState(state) if state in ChangeState._value2member_map_ else ChangeState.CLOSED)
 
     def _finish(self, result: ChangeResult) -> ChangeResult:
         self._status.phase = "done"
         self._status.result = result
+        self._status.waiting = None
         return result
+
+    # -- the ticket watch's outcomes (TICKET_WATCH) -------------------------------------------------------------------
+    def _ran(self) -> str:
+        """What ran, for close notes: each step (or wave stage) with its outcome."""
+        if not self._status.steps:
+            return "Nothing was run."
+        lines = [f"- {s.name}: {s.outcome.value}" + (f" - {s.detail}" if s.detail else "") for s in self._status.steps]
+        return "Steps:\n" + "\n".join(lines)
+
+    async def _stopped_before_implement(self, ticket: ChangeTicket, runbook: RunbookPlan, stop: Stop) -> ChangeResult:
+        """Nothing was changed yet: the ticket stays as ServiceNow has it; one note says why nothing ran."""
+        self._relay.close(f"{ticket.number} did not start: {stop.reason}")
+        outcome = ChangeOutcome.CANCELED_IN_SERVICENOW if stop.kind == CANCELED_IN_SERVICENOW else ChangeOutcome.BLOCKED
+        await self._note(
+            ticket,
+            f"changeloop did not run this change: {stop.reason}. Nothing was run and changeloop has stopped. "
+            f"(Execution {workflow.info().workflow_id})",
+        )
+        return self._finish(
+            ChangeResult(number=ticket.number, outcome=outcome, runbook=runbook.name, error=stop.reason)
+        )
+
+    async def _close_stopped(
+        self, ticket: ChangeTicket, runbook: RunbookPlan, url: str, result: RunbookResult
+    ) -> ChangeResult:
+        """The runbook (or wave) stopped before its end because the watch said so. Canceled in ServiceNow: the ticket
+        is ServiceNow's now, it gets a note. The window ended: closed unsuccessful (not completed in its window)."""
+        what = result.summary or self._ran()
+        if result.stopped == CANCELED_IN_SERVICENOW:
+            await self._note(
+                ticket,
+                f"changeloop stopped runbook '{runbook.name}': {result.error}. No further step or host was started; "
+                f"the ticket was left as ServiceNow has it.\n{what}\nExecution: {url}",
+            )
+            self._set_ticket_state(ChangeState.CANCELED)
+            return self._finish(
+                ChangeResult(
+                    number=ticket.number,
+                    outcome=ChangeOutcome.CANCELED_IN_SERVICENOW,
+                    runbook=runbook.name,
+                    steps=self._status.steps,
+                    error=result.error,
+                )
+            )
+        notes = (
+            f"Not completed in its planned window: {result.error}. No further step or host was started.\n{what}\n"
+            f"Execution: {url}"
+        )
+        await self._close(ticket, CloseCode.UNSUCCESSFUL, notes)
+        return self._finish(
+            ChangeResult(
+                number=ticket.number,
+                outcome=ChangeOutcome.WINDOW_ENDED,
+                close_code=CloseCode.UNSUCCESSFUL.value,
+                close_notes=notes,
+                runbook=runbook.name,
+                steps=self._status.steps,
+                error=result.error,
+            )
+        )
+
+    async def _stopped_after_run(
+        self, ticket: ChangeTicket, runbook: RunbookPlan, stop: Stop, result: RunbookResult
+    ) -> ChangeResult:
+        """Everything ran, then ServiceNow canceled (or closed) the change before changeloop could close it."""
+        await self._note(
+            ticket,
+            f"changeloop ran runbook '{runbook.name}' to its end, but {stop.reason} before changeloop closed it: the "
+            f"ticket was left as ServiceNow has it.\n{result.summary or self._ran()}",
+        )
+        return self._finish(
+            ChangeResult(
+                number=ticket.number,
+                outcome=ChangeOutcome.CANCELED_IN_SERVICENOW,
+                runbook=runbook.name,
+                steps=self._status.steps,
+                error=stop.reason,
+            )
+        )
+
+    async def _close_canceled(self) -> None:
+        """The execution was cancelled (Temporal): the runbook has wound down (its running step marked canceled, a
+        wave's hosts rolled back or left as they were), and the ticket is canceled with the reason. Uncancellable."""
+        ticket, runbook = self._ticket, self._runbook
+        self._status.phase = "canceling"
+        reason = workflow.cancellation_reason() or ""
+        why = "changeloop's execution was canceled" + (f" ({reason})" if reason else "")
+        result = ChangeResult(
+            number=self._status.number,
+            outcome=ChangeOutcome.CANCELED,
+            runbook=runbook.name if runbook else "",
+            steps=self._status.steps,
+            error=why,
+        )
+        if ticket is not None and runbook is not None:
+            notes = f"Canceled, not implemented: {why}.\n{self._ran()}"
+            if self._execution_url:
+                notes += f"\nExecution: {self._execution_url}"
+            await self._close(ticket, None, notes, cancel=True)
+            result.close_notes = notes
+        self._finish(result)
 
     async def _close_unapproved(self, ticket: ChangeTicket, runbook: RunbookPlan, url: str) -> ChangeResult:
         gate = self._status.gate
@@ -354,12 +528,14 @@ class ChangeRequestWorkflow:
             reason = f"rejected by {gate.approver}" + (f": {gate.comments}" if gate.comments else "")
             outcome = ChangeOutcome.REJECTED
         notes = f"Not implemented: {reason}. Nothing was run.\nExecution: {url}"
-        await self._close(ticket, CloseCode.UNSUCCESSFUL, notes)
+        # Since TICKET_WATCH a change its gate refused is canceled (never walked through Review as if implemented).
+        code = None if self._watching else CloseCode.UNSUCCESSFUL
+        await self._close(ticket, code, notes, cancel=self._watching)
         return self._finish(
             ChangeResult(
                 number=ticket.number,
                 outcome=outcome,
-                close_code=CloseCode.UNSUCCESSFUL.value,
+                close_code=code.value if code else "",
                 close_notes=notes,
                 runbook=runbook.name,
                 error=reason,

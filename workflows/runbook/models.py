@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config.runbooks import Duration, Runbook, runbook_digest
+from workflows.change.models import ChangeTicket, Waiting
 from workflows.gate.models import GateState
 from workflows.status import StepProgress, StepRecord
 
@@ -45,6 +46,7 @@ class StepPlan(BaseModel):
     timeout: Duration = timedelta(minutes=5)
     heartbeat_timeout: Duration = timedelta(seconds=30)
     retries: int = 2
+    on_cancel: str = "kill"  # kill | finish: what a cancel request does to this step while it runs
 
 
 class RunbookPlan(BaseModel):
@@ -70,6 +72,8 @@ class RunbookPlan(BaseModel):
     steps: list[StepPlan] = []
     note_batch_size: int = 5
     note_batch_seconds: float = 10.0
+    window: str = "respect"  # respect | ignore: the change's planned window and ServiceNow's schedules
+    window_end: str = "finish"  # finish | roll_back: what runs when the planned end passes
 
     @classmethod
     def of(cls, runbook: Runbook) -> RunbookPlan:
@@ -102,6 +106,9 @@ class RunbookRun(BaseModel):
     change_number: str = ""
     change_sys_id: str = ""  # empty for flow runs: no ticket to write to
     report_to: str = ""  # workflow ID that receives `step_progress` signals
+    # The ticket as the starting change last read it: the run's ticket watch starts from it (and reads it again on
+    # a hint or its poll), so it knows the planned window without a read of its own. Never trusted beyond a hint.
+    ticket: ChangeTicket | None = None
 
     @property
     def name(self) -> str:
@@ -134,12 +141,16 @@ class RunbookResult(BaseModel):
     close_code: str = ""  # successful | successful_issues; empty = successful
     summary: str = ""  # replaces the step list in close_notes
     gate: GateState | None = None  # a destructive runbook's approval gate; rejected or timed out: nothing ran
+    # The ticket watch stopped the run before its end (workflows/change/watch.py): `canceled_in_servicenow` or
+    # `window_ended`; `error` says why and what did not run.
+    stopped: str = ""
 
 
 class RunbookStatus(StepProgress):
     runbook: str
     result: RunbookResult | None = None
     gate: GateState | None = None  # set once the run knows its runbook is destructive
+    waiting: Waiting | None = None  # paused between steps by the ticket watch (on hold, blackout)
 
 
 # -- activity inputs/outputs (workflows call activities by name; they never import activities/) ---------------------

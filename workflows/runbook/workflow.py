@@ -10,22 +10,35 @@ steps does not write one journal entry per step. The parent change workflow gets
 step for its status query.
 
 A destructive runbook holds its approval gate (workflows/gate/gate.py) before its first step, whatever started it.
+
+Since TICKET_WATCH (README "Windows, holds and conflicts"):
+- Between steps, and while it waits at its gate, the run consults its ticket watch (workflows/change/watch.py): on
+  hold it pauses before the next step until released; canceled (or closed) in ServiceNow, or past its planned end,
+  it starts no further step and returns a result that says why (`stopped`), which the change closes by.
+- The runbook's `timeout` bounds the time its steps run, enforced here: each step may take at most what is left of
+  it (its activity's schedule-to-close). Work notes are written beside the steps, not between them, so a ServiceNow
+  outage delays the notes (and the close), never a step, and never counts against the timeout.
+- Cancelled, it marks the step that was running `canceled` (a command step is killed: its activity is cancelled and
+  the process with it; a step declared `on_cancel: finish` runs to its end first and keeps its own outcome), tells
+  its parent, writes its pending notes, and ends CANCELED: no incident, and nothing runs after that.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import calls
-    from workflows.cancellation import passes_through
-    from workflows.change.models import NoteInput
+    from workflows.cancellation import cancel_requested, canceled_by_request, passes_through, uncancellable
+    from workflows.change.models import SIGNAL_TICKET_CHANGED, NoteInput, TicketEvent, Waiting
+    from workflows.change.watch import TICKET_WATCH, Stop, TicketWatch, pass_gate_watched
     from workflows.failures import error_type, failure_message, root_cause
     from workflows.flow.models import FlowName
-    from workflows.gate.gate import Gate, GateHolder, pass_gate
+    from workflows.gate.gate import Gate, GateHolder
     from workflows.incident.models import FailureReport
     from workflows.incident.reporting import step_attempts, step_report
     from workflows.runbook.models import (
@@ -89,10 +102,23 @@ class RunbookWorkflow(GateHolder):
         self._pending_notes: list[str] = []
         self._last_flush = workflow.now() - timedelta(days=1)
         self._route = SiteRoute()
+        self._watching = False  # TICKET_WATCH: decided first thing in run()
+        self._watch: TicketWatch | None = None
+        self._hinted = False
+        self._writing: asyncio.Task[None] | None = None  # the work note being written beside the steps
+        self._step_time = timedelta(0)
+        self._running: tuple[str, datetime] | None = None  # the step in flight: name, start
 
     @workflow.query(name="status")
     def status(self) -> RunbookStatus:
         return self._status
+
+    @workflow.signal(name=SIGNAL_TICKET_CHANGED)
+    def ticket_changed(self, event: TicketEvent) -> None:
+        """ServiceNow's hint, forwarded by the change: the watch reads the ticket before the next step."""
+        self._hinted = True
+        if self._watch is not None:
+            self._watch.hint()
 
     def failure_report(self, error: BaseException) -> FailureReport | None:
         """Only asked when this runbook runs on its own (a child's failure is its parent's to report)."""
@@ -108,9 +134,17 @@ class RunbookWorkflow(GateHolder):
 
     @workflow.run
     async def run(self, run: RunbookRun) -> RunbookResult:
+        self._watching = workflow.patched(TICKET_WATCH)
         # Every `decide` gets its answer before the run ends (not in a `finally`: an evicted run must not await).
         try:
             result = await self._run_steps(run)
+        except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as error:
+            if not (self._watching and canceled_by_request(error)):
+                raise
+            await uncancellable(self._wind_down(run))
+            self._gate.close("the runbook was canceled")
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise asyncio.CancelledError(workflow.cancellation_reason() or "canceled") from None
         except ApplicationError:
             self._gate.close("the runbook has ended")
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -124,16 +158,28 @@ class RunbookWorkflow(GateHolder):
         self._status.progress = Progress(total=len(plan.steps))
         if plan.destructive:
             self._status.gate = self._gate.state
-        if (unapproved := await pass_gate(self._gate, plan)) is not None:
-            self._status.step, self._status.result = "", unapproved
-            return unapproved
+        if self._watching and run.change_sys_id:
+            self._watch = TicketWatch(
+                run.change_sys_id, window=plan.window != "ignore", note=self._watch_note, mirror=self._mirror_wait
+            )
+            await self._watch.begin(run.ticket)
+            if self._hinted:
+                self._watch.hint()
+        gate = await pass_gate_watched(self._gate, plan, self._watch)
+        if isinstance(gate, Stop):
+            return await self._stopped(run, plan, 0, gate)
+        if gate is not None:
+            self._status.step, self._status.result = "", gate
+            return gate
         await self._resolve_site(run)
         for index, step in enumerate(plan.steps):
+            if self._watch is not None and (stop := await self._watch.guard(f"step '{step.name}'")) is not None:
+                return await self._stopped(run, plan, index, stop)
             record = await self._run_step(run, plan, index, step)
             self._status.record_step(record)
             await self._report(run, record)
             if record.outcome == StepOutcome.FAILED:
-                await self._flush(run)
+                await self._flush(run, drain=True)
                 result = RunbookResult(
                     runbook=plan.name,
                     succeeded=False,
@@ -148,11 +194,50 @@ class RunbookWorkflow(GateHolder):
                     type="RunbookFailed",
                     non_retryable=True,
                 )
-        await self._flush(run)
+            if self._watching and cancel_requested():
+                # A step that finishes whatever (on_cancel: finish) ended after a cancel request: nothing more runs.
+                raise asyncio.CancelledError(workflow.cancellation_reason() or "canceled")
+        await self._flush(run, drain=True)
         result = RunbookResult(runbook=plan.name, succeeded=True, steps=self._status.steps)
         self._status.step = ""
         self._status.result = result
         return result
+
+    async def _stopped(self, run: RunbookRun, plan: RunbookPlan, index: int, stop: Stop) -> RunbookResult:
+        """The watch said stop before step `index`: nothing further runs; the change closes by the result."""
+        left = [s.name for s in plan.steps[index:]]
+        error = f"{stop.reason}; not run: {', '.join(repr(n) for n in left)}" if left else stop.reason
+        await self._flush(run, drain=True)
+        result = RunbookResult(
+            runbook=plan.name, succeeded=False, steps=self._status.steps, error=error, stopped=stop.kind
+        )
+        self._status.step, self._status.result = "", result
+        return result
+
+    async def _wind_down(self, run: RunbookRun) -> None:
+        """After a cancel request (uncancellable): the step in flight is marked canceled, the parent told, the notes
+        written."""
+        if self._running is not None:
+            name, started = self._running
+            self._running = None
+            record = StepRecord(
+                name=name,
+                outcome=StepOutcome.CANCELED,
+                started_at=started,
+                ended_at=workflow.now(),
+                detail="canceled while running: the step's activity was cancelled (a command is killed)",
+            )
+            self._status.record_step(record)
+            await self._report(run, record)
+        self._status.step = ""
+        await self._flush(run, drain=True)
+
+    def _mirror_wait(self, waiting: Waiting | None) -> None:
+        self._status.waiting = waiting
+
+    async def _watch_note(self, text: str) -> None:
+        self._pending_notes.append(text)
+        await self._flush(self._run, force=True)
 
     async def _resolve_site(self, run: RunbookRun) -> None:
         """Steps act on the run's `{host}`: they run on the task queue of that CI's site (workflows/site/models.py)."""
@@ -164,12 +249,40 @@ class RunbookWorkflow(GateHolder):
         self._status.step = step.name
         started = workflow.now()
         request = StepInput(runbook=plan.name, digest=plan.digest, index=index, name=step.name, variables=run.variables)
+        run_step = calls.RUN_STEP.narrowed(
+            timeout=step.timeout, heartbeat=step.heartbeat_timeout, retry=calls.attempts(step.retries + 1)
+        )
+        left = plan.timeout - self._step_time
         try:
-            run_step = calls.RUN_STEP.narrowed(
-                timeout=step.timeout, heartbeat=step.heartbeat_timeout, retry=calls.attempts(step.retries + 1)
-            )
-            output = await run_step(request, task_queue=self._route.task_queue)
+            if not self._watching:
+                output = await run_step(request, task_queue=self._route.task_queue)
+            else:
+                if left <= timedelta(0):
+                    return self._timed_out(step, started, plan)
+                # The runbook's timeout bounds step time: this step may use what is left of it, retries included.
+                # Cancelled, the run waits until the step has stopped (its command killed), not only asked to.
+                bounded = run_step.narrowed(
+                    total=left, cancellation=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                )
+                running = asyncio.ensure_future(bounded(request, task_queue=self._route.task_queue))
+                self._running = (step.name, started)
+                try:
+                    if step.on_cancel == "finish":
+                        try:
+                            output = await asyncio.shield(running)
+                        except asyncio.CancelledError:
+                            output = await uncancellable(running)  # never cut in half; the run stops after it
+                    else:
+                        output = await running
+                finally:
+                    self._step_time += workflow.now() - started
+                self._running = None
         except ActivityError as error:
+            if self._watching and canceled_by_request(error):
+                raise
+            self._running = None
+            if self._watching and workflow.now() - started >= left:
+                return self._timed_out(step, started, plan, failure_message(error))
             return StepRecord(
                 name=step.name,
                 outcome=StepOutcome.FAILED,
@@ -186,6 +299,17 @@ class RunbookWorkflow(GateHolder):
             started_at=started,
             ended_at=workflow.now(),
             detail=output.output.strip()[-300:],
+        )
+
+    def _timed_out(self, step: StepPlan, started: datetime, plan: RunbookPlan, cause: str = "") -> StepRecord:
+        detail = f"the runbook's timeout ({plan.timeout}) of step time ran out"
+        return StepRecord(
+            name=step.name,
+            outcome=StepOutcome.FAILED,
+            started_at=started,
+            ended_at=workflow.now(),
+            detail=f"{detail}: {cause}" if cause else detail,
+            error_type="RunbookTimeout",
         )
 
     async def _report(self, run: RunbookRun, record: StepRecord) -> None:
@@ -206,10 +330,34 @@ class RunbookWorkflow(GateHolder):
         if quiet or len(self._pending_notes) >= self._plan.note_batch_size:
             await self._flush(run)
 
-    async def _flush(self, run: RunbookRun) -> None:
-        if not self._pending_notes or not run.change_sys_id:
+    async def _flush(self, run: RunbookRun, *, force: bool = False, drain: bool = False) -> None:
+        """Write the pending notes. Since TICKET_WATCH the write goes on beside the steps (one at a time, in order);
+        `drain` waits until every note is written (the run's end), `force` sends what is pending now."""
+        del force  # a flush always sends what is pending; the batching decision is the caller's
+        if not run.change_sys_id:
+            self._pending_notes = []
             return
-        text = "\n\n".join(self._pending_notes)
-        self._pending_notes = []
-        self._last_flush = workflow.now()
-        await calls.ADD_WORK_NOTE(NoteInput(sys_id=run.change_sys_id, text=text))
+        if not self._watching:
+            if not self._pending_notes:
+                return
+            text = "\n\n".join(self._pending_notes)
+            self._pending_notes = []
+            self._last_flush = workflow.now()
+            await calls.ADD_WORK_NOTE(NoteInput(sys_id=run.change_sys_id, text=text))
+            return
+        while True:
+            if self._writing is not None and not self._writing.done():
+                if not drain:
+                    return  # the next flush sends what is pending
+                await self._writing
+            if self._writing is not None and self._writing.done():
+                self._writing.result()  # a note refused for good fails the run here, as it did when awaited
+                self._writing = None
+            if not self._pending_notes:
+                return
+            text = "\n\n".join(self._pending_notes)
+            self._pending_notes = []
+            self._last_flush = workflow.now()
+            self._writing = asyncio.ensure_future(calls.ADD_WORK_NOTE(NoteInput(sys_id=run.change_sys_id, text=text)))
+            if not drain:
+                return

@@ -192,6 +192,9 @@ class WaveState(BaseModel):
     stopped: str = ""  # why no new host is started (canary failed, failure budget, canceled)
     stopped_phase: str = ""
     canceled: bool = False  # the wave was cancelled: it stopped, wound its hosts down and reports "canceled"
+    # The ticket watch stopped it (workflows/change/watch.py): canceled_in_servicenow | window_ended; the wave
+    # returns that to its change instead of failing.
+    stopped_kind: str = ""
     pending_notes: list[str] = []
     last_flush: datetime | None = None
     started_at: datetime | None = None

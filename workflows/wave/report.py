@@ -38,16 +38,17 @@ def counts(state: WaveState) -> WaveCounts:
     # Until the last page is read, CIs the CMDB counted but no page brought yet are pending too - or, once the wave
     # was canceled, never attempted.
     unseen = 0 if state.exhausted else max(0, planned - len(state.states))
+    ended = state.canceled or bool(state.stopped_kind)  # no page will bring them any more
     return WaveCounts(
         total=len(state.states) + unseen,
-        pending=seen[CiState.PENDING] + (0 if state.canceled else unseen),
+        pending=seen[CiState.PENDING] + (0 if ended else unseen),
         running=seen[CiState.RUNNING],
         patched=seen[CiState.PATCHED],
         rolled_back=seen[CiState.ROLLED_BACK],
         failed=seen[CiState.FAILED],
         canceled=seen[CiState.CANCELED],
         skipped=seen[CiState.SKIPPED],
-        not_attempted=seen[CiState.NOT_ATTEMPTED] + (unseen if state.canceled else 0),
+        not_attempted=seen[CiState.NOT_ATTEMPTED] + (unseen if ended else 0),
         unchanged=len(state.unchanged),
     )
 
@@ -115,7 +116,8 @@ def summary_notes(state: WaveState, number: str, workflow_id: str) -> list[str]:
             text += f"\n  {row.url}"
         lines.append(text)
     chunks = [lines[i : i + SUMMARY_LINES_PER_NOTE] for i in range(0, len(lines), SUMMARY_LINES_PER_NOTE)] or [[]]
-    head = f"Patch wave {workflow_id} summary{' (canceled)' if state.canceled else ''}: {headline(counts(state))}"
+    how = " (canceled)" if state.canceled else " (stopped)" if state.stopped_kind else ""
+    head = f"Patch wave {workflow_id} summary{how}: {headline(counts(state))}"
     return [
         f"{head} (part {i + 1}/{len(chunks)})\n" + "\n".join(chunk)
         if len(chunks) > 1
@@ -139,7 +141,7 @@ def headline(c: WaveCounts) -> str:
 
 def close_summary(state: WaveState, number: str, workflow_id: str) -> str:
     """The change's close_notes: the headline and the hosts that need a look; the full list is in the work notes."""
-    verb = " canceled" if state.canceled else ""
+    verb = " canceled" if state.canceled else " stopped" if state.stopped_kind else ""
     lines = [f"Patch wave {workflow_id}{verb}: {headline(counts(state))}."]
     if state.stopped:
         lines.append(f"Stopped: {state.stopped}.")

@@ -18,6 +18,13 @@ ticket and reports a `canceled` step to its parent (the summary is the step's de
 no result), all as cleanup that a second cancel cannot interrupt, then ends CANCELED. No host is touched after
 that, and no incident is opened (a cancellation is no failure).
 
+Since TICKET_WATCH the wave consults its ticket watch (workflows/change/watch.py) before each CMDB page (reading the
+ticket and ServiceNow's schedules then) and before each host it starts (the ticket only on a hint or a poll): on hold,
+or blocked by a blackout, no new host starts until it may; canceled in ServiceNow, the wave winds its running hosts
+down as a cancel does; past its planned end, running hosts finish (or roll back: the runbook's `window_end:
+roll_back`). Either way no further host starts, the rest are "not attempted", and the wave returns why to its change
+(`stopped`) instead of failing.
+
 Optional canary: the first `canary` CIs run first; if any of them is not patched, nothing else starts. Failure
 budget: once more than `failure_budget_percent` of the installed CIs failed or were rolled back, no new host
 starts. Hosts not started are reported "not attempted". Started as a change's runbook (a RunbookRun, params
@@ -47,7 +54,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import calls
     from workflows import search_attributes as sa
     from workflows.cancellation import canceled_by_request, uncancellable
-    from workflows.change.models import NoteInput
+    from workflows.change.models import SIGNAL_TICKET_CHANGED, NoteInput, TicketEvent, Waiting
+    from workflows.change.watch import (
+        CANCELED_IN_SERVICENOW,
+        TICKET_WATCH,
+        Stop,
+        TicketWatch,
+        pass_gate_watched,
+    )
     from workflows.failures import failure_message
     from workflows.gate.gate import Gate, GateHolder, pass_gate
     from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookPlan, RunbookResult
@@ -99,6 +113,9 @@ class PatchWaveWorkflow(GateHolder):
         decided = "" if self._state.plan is None else "the wave's approval gate was passed in its first run"
         self._gate = Gate(ticket=run.change_sys_id, report_to=run.report_to, closed=decided)
         self._watcher: asyncio.Task[None] | None = None
+        self._watching = False  # TICKET_WATCH: decided first thing in run()
+        self._ticket_watch: TicketWatch | None = None
+        self._hinted = False
 
     def _read_params(self) -> None:
         if self._entry is None:
@@ -129,6 +146,13 @@ class PatchWaveWorkflow(GateHolder):
             counts=report.counts(state),
             hosts=report.hosts(state, number),
         )
+
+    @workflow.signal(name=SIGNAL_TICKET_CHANGED)
+    def ticket_changed(self, event: TicketEvent) -> None:
+        """ServiceNow's hint, forwarded by the change: the watch reads the ticket before the next host."""
+        self._hinted = True
+        if self._ticket_watch is not None:
+            self._ticket_watch.hint()
 
     @workflow.signal(name=SIGNAL_HOST_DONE)
     def host_done(self, done: HostReport) -> None:
@@ -161,6 +185,7 @@ class PatchWaveWorkflow(GateHolder):
     # -- the run -----------------------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, run: WaveRun) -> RunbookResult:
+        self._watching = workflow.patched(TICKET_WATCH)
         self._watch_inherited()
         try:
             # Every run (a continued one too) resolves the entry by name and digest: nothing in the input sets params.
@@ -168,14 +193,36 @@ class PatchWaveWorkflow(GateHolder):
             self._read_params()
             if self._params_error:
                 raise ApplicationError(f"invalid wave params: {self._params_error}", type="InvalidWaveParams")
+            if self._watching and run.change_sys_id:
+                self._ticket_watch = TicketWatch(
+                    run.change_sys_id,
+                    window=self._entry.window != "ignore",
+                    note=self._watch_note,
+                    mirror=self._mirror_wait,
+                )
+                await self._ticket_watch.begin(run.ticket)
+                if self._hinted:
+                    self._ticket_watch.hint()
             if self._state.plan is None:
-                if (unapproved := await pass_gate(self._gate, self._entry)) is not None:
-                    return unapproved
+                gate = (
+                    await pass_gate_watched(self._gate, self._entry, self._ticket_watch)
+                    if self._watching
+                    else await pass_gate(self._gate, self._entry)
+                )
+                if isinstance(gate, Stop):
+                    return await self._stopped_at_gate(gate)
+                if gate is not None:
+                    return gate
                 await self._plan()
-            while not self._state.exhausted:
+            while not self._state.exhausted and not self._state.stopped_kind:
+                if self._ticket_watch is not None:
+                    stop = await self._ticket_watch.guard("the next CMDB page", schedules=True, read=True)
+                    if stop is not None:
+                        await self._stop_by_watch(stop)
+                        break
                 page = await self._load_page()
                 await self._start_page(page)
-                if not self._state.exhausted:
+                if not self._state.exhausted and not self._state.stopped_kind:
                     # Sliding window + continue-as-new: children in flight keep running and report to the next run,
                     # once the server has accepted every start (a start still in flight would die with this run).
                     await workflow.wait_condition(lambda: self._starting == 0)
@@ -244,6 +291,10 @@ class PatchWaveWorkflow(GateHolder):
             await self._judge_canary()
         if not state.stopped:
             await self._wait(lambda: self._running < params.max_parallel or bool(state.stopped))
+        if not state.stopped and self._ticket_watch is not None:
+            stop = await self._ticket_watch.guard(f"host {ci.name}")
+            if stop is not None:
+                await self._stop_by_watch(stop)
         if state.stopped:
             state.states[ci.name] = CiState.NOT_ATTEMPTED
             return
@@ -415,6 +466,48 @@ class PatchWaveWorkflow(GateHolder):
         self._stop_watching()
         self._phase = "canceled"
 
+    # -- the ticket watch (TICKET_WATCH) -----------------------------------------------------------------------------
+    async def _stop_by_watch(self, stop: Stop) -> None:
+        """No further host starts. Canceled in ServiceNow: the running hosts are cancelled (each undoes what it half
+        did, workflows/wave/host.py); the window ended: they finish, or roll back with `window_end: roll_back`."""
+        state = self._state
+        if state.stopped_kind:
+            return
+        state.stopped_kind = stop.kind
+        state.stopped = state.stopped or f"{stop.reason}; no further host was started"
+        state.stopped_phase = state.stopped_phase or "patch hosts"
+        assert self._entry is not None
+        wind_down = stop.kind == CANCELED_IN_SERVICENOW or self._entry.window_end == "roll_back"
+        await workflow.wait_condition(lambda: self._starting == 0)
+        running = sorted(ci for ci, s in state.states.items() if s == CiState.RUNNING)
+        state.pending_notes.append(
+            f"Patch wave stopped: {state.stopped}. "
+            + (
+                f"Running host(s) asked to stop and undo their work: {', '.join(running)}."
+                if wind_down and running
+                else f"Running host(s) finish: {', '.join(running)}."
+                if running
+                else ""
+            )
+        )
+        if wind_down:
+            await asyncio.gather(*(self._cancel_host(ci) for ci in running))
+
+    async def _stopped_at_gate(self, stop: Stop) -> RunbookResult:
+        """Canceled in ServiceNow while the approval gate waited: nothing was planned or started."""
+        assert self._entry is not None
+        return RunbookResult(runbook=self._entry.name, succeeded=False, error=stop.reason, stopped=stop.kind)
+
+    async def _watch_note(self, text: str) -> None:
+        self._state.pending_notes.append(text)
+        await self._flush(force=True)
+
+    def _mirror_wait(self, waiting: Waiting | None) -> None:
+        if waiting is not None:
+            self._phase = waiting.phase
+        elif self._phase in ("on_hold", "blackout", "waiting_for_window", "waiting_for_reschedule"):
+            self._phase = "rolling"
+
     async def _cancel_host(self, ci: str) -> None:
         child = workflow.get_external_workflow_handle(patch_host_workflow_id(self._run.change_number, ci))
         try:
@@ -434,6 +527,17 @@ class PatchWaveWorkflow(GateHolder):
         summary = report.close_summary(state, run.change_number, workflow_id)
         started = state.started_at or workflow.now()
         self._phase = "done"
+        if state.stopped_kind:
+            # Stopped by the ticket watch: an answer for the change to close by, not a failure (no incident).
+            await self._report_step("patch hosts", StepOutcome.CANCELED, started, summary)
+            return RunbookResult(
+                runbook=run.name,
+                succeeded=False,
+                stopped=state.stopped_kind,
+                error=state.stopped,
+                summary=summary,
+                output={key: str(value) for key, value in counts.model_dump().items()},
+            )
         problem = ""
         if state.stopped:
             problem = state.stopped

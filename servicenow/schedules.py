@@ -1,0 +1,169 @@
+"""Blackout and maintenance schedules (`cmn_schedule` + `cmn_schedule_span`) as time: when is a change allowed to run.
+
+ServiceNow's model (markdown/it-service-management/change-management/t_CreateBlkoutMaintSched.md,
+configuring-maintenance-schedules-best-practices.md; the entry fields in
+markdown/platform-administration/time-configuration/r_ScheduleEntryFields.md): a *blackout* schedule's entries are
+times when no change work may happen; a CI's *maintenance* schedule (`cmdb_ci.maintenance_schedule`) holds the only
+times its changes may happen. A moment is allowed when no blackout entry that applies covers it and, where a
+maintenance schedule applies, one of its entries does.
+
+An entry (span) is read from the Table API's strings: `start_date_time` / `end_date_time` of its first occurrence,
+`all_day`, `repeat_type` (empty: once; `daily`, `weekdays`, `weekends`, `weekly`, `monthly`, `yearly`),
+`repeat_count` (every N days, weeks, months or years), `days_of_week` for weekly entries (digits, 1 = Monday) and
+`repeat_until` (a date, inclusive). Times are UTC: the integration user's time zone is GMT, so the Table API writes
+them as "YYYY-MM-DD hh:mm:ss" in UTC (schedule date-times stored as "YYYYMMDDThhmmss" are read too); a schedule's
+own `time_zone` is not applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+Interval = tuple[datetime, datetime]
+
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y%m%dT%H%M%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y%m%d")
+_WEEKDAYS = frozenset({1, 2, 3, 4, 5})
+_WEEKEND = frozenset({6, 7})
+
+
+def servicenow_datetime(text: str | None) -> datetime | None:
+    """A Table API date-time (UTC for a GMT integration user) as an aware datetime; None when empty or unreadable."""
+    raw = (text or "").strip().removesuffix("Z")
+    if not raw:
+        return None
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(raw, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return None
+
+
+def shown(moment: datetime) -> str:
+    """A time as work notes print it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One schedule entry: its first occurrence and how it repeats."""
+
+    first: Interval
+    repeat: str  # "" | daily | weekly | monthly | yearly
+    every: int
+    weekdays: frozenset[int]  # weekly: the ISO weekdays an occurrence starts on
+    until: date | None
+
+    @classmethod
+    def parse(cls, span: Mapping[str, str]) -> Entry | None:
+        start = servicenow_datetime(span.get("start_date_time"))
+        end = servicenow_datetime(span.get("end_date_time"))
+        if start is None or end is None:
+            return None
+        if span.get("all_day") == "true":  # whole days: from the first day's midnight to the midnight after the last
+            start = datetime.combine(start.date(), datetime.min.time(), UTC)
+            end = datetime.combine(end.date(), datetime.min.time(), UTC) + timedelta(days=1)
+        if end <= start:
+            return None
+        repeat = span.get("repeat_type") or ""
+        weekdays: frozenset[int] = frozenset()
+        if repeat == "weekdays":
+            repeat, weekdays = "weekly", _WEEKDAYS
+        elif repeat == "weekends":
+            repeat, weekdays = "weekly", _WEEKEND
+        elif repeat == "weekly":
+            named = {int(c) for c in span.get("days_of_week") or "" if c in "1234567"}
+            weekdays = frozenset(named or {start.isoweekday()})
+        elif repeat not in ("daily", "monthly", "yearly"):
+            repeat = ""
+        count = span.get("repeat_count") or "1"
+        every = int(count) if count.isdigit() and int(count) > 0 else 1
+        until = servicenow_datetime(span.get("repeat_until"))
+        return cls((start, end), repeat, every, weekdays, until.date() if until else None)
+
+    def _starts_on(self, day: date) -> bool:
+        first = self.first[0].date()
+        if day < first or (self.until is not None and day > self.until):
+            return False
+        if self.repeat == "daily":
+            return (day - first).days % self.every == 0
+        if self.repeat == "weekly":
+            weeks = ((day - timedelta(days=day.weekday())) - (first - timedelta(days=first.weekday()))).days // 7
+            return day.isoweekday() in self.weekdays and weeks % self.every == 0
+        if self.repeat == "monthly":
+            months = (day.year - first.year) * 12 + day.month - first.month
+            return day.day == first.day and months % self.every == 0
+        if self.repeat == "yearly":
+            return (day.month, day.day) == (first.month, first.day) and (day.year - first.year) % self.every == 0
+        return day == first
+
+    def occurrences(self, since: datetime, until: datetime) -> Iterator[Interval]:
+        """Every occurrence that overlaps [since, until), in order."""
+        length = self.first[1] - self.first[0]
+        day = max(self.first[0].date(), (since - length).date())
+        while day <= until.date():
+            if self._starts_on(day):
+                start = datetime.combine(day, self.first[0].timetz())
+                if start < until and start + length > since:
+                    yield start, start + length
+            if not self.repeat:
+                return
+            day += timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    entries: tuple[Entry, ...]
+
+    @classmethod
+    def of(cls, name: str, spans: Iterable[Mapping[str, str]]) -> Schedule:
+        return cls(name, tuple(e for e in (Entry.parse(s) for s in spans) if e is not None))
+
+    def intervals(self, since: datetime, until: datetime) -> list[Interval]:
+        return sorted(i for e in self.entries for i in e.occurrences(since, until))
+
+    def covering(self, moment: datetime) -> Interval | None:
+        """The occurrence that covers `moment` (the longest-lasting of them), or None."""
+        found = [i for i in self.intervals(moment, moment + timedelta(seconds=1)) if i[0] <= moment < i[1]]
+        return max(found, key=lambda i: i[1]) if found else None
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """When a change may run: `at` the moment asked about, `blocked_by` why not ('' when it may), and the next
+    moment it may (`next`; None when no allowed moment remains before the horizon)."""
+
+    at: datetime
+    blocked_by: str
+    next: datetime | None
+
+
+def allowed(
+    at: datetime, horizon: datetime, blackouts: Iterable[Schedule], maintenance: Schedule | None = None
+) -> Allowed:
+    """Whether a change may run at `at`, and else the first moment before `horizon` when it may."""
+    blackouts = list(blackouts)
+
+    def reason(moment: datetime) -> str:
+        for schedule in blackouts:
+            occurrence = schedule.covering(moment)
+            if occurrence is not None:
+                return f"blackout '{schedule.name}' until {shown(occurrence[1])}"
+        if maintenance is not None and maintenance.covering(moment) is None:
+            return f"outside the maintenance window '{maintenance.name}'"
+        return ""
+
+    why = reason(at)
+    if not why:
+        return Allowed(at, "", at)
+    # Allowed moments form intervals that begin where a blackout occurrence ends or a maintenance occurrence begins.
+    candidates = {end for s in blackouts for _, end in s.intervals(at, horizon)}
+    if maintenance is not None:
+        candidates |= {start for start, _ in maintenance.intervals(at, horizon)}
+    for moment in sorted(c for c in candidates if at < c < horizon):
+        if not reason(moment):
+            return Allowed(at, why, moment)
+    return Allowed(at, why, None)
