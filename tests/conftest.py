@@ -261,6 +261,8 @@ def settings(sandbox_url: str, temporal_env: WorkflowEnvironment) -> Settings:
         # The secure default: a plain Temporal signal proves nothing (tests of the CLI path turn it on).
         temporal_authorizes_decisions=False,
         approval_poll_interval=timedelta(seconds=1),
+        # The ticket watch re-reads a running change's ticket this often without a hint (short in tests).
+        ticket_poll_interval=timedelta(seconds=1),
     )
 
 

@@ -18,6 +18,7 @@ the hold is released (the workflows' ticket watch waits for that before it close
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from temporalio.exceptions import ApplicationError
@@ -36,6 +37,7 @@ CHANGE_ON_HOLD = "ChangeOnHold"
 INVALID_TICKET_STATE = "InvalidTicketState"
 _CANCELABLE = {ChangeState.NEW, ChangeState.ASSESS, ChangeState.AUTHORIZE, ChangeState.SCHEDULED, ChangeState.IMPLEMENT}
 _MAX_MOVES = 6
+REDETECT_SECONDS = 600.0  # auto: what the instance answered about the API is asked again after this long
 
 
 def _label(state: str) -> str:
@@ -50,6 +52,7 @@ class ChangeMoves:
         self.api = ChangeApi(sn)
         self.mode = mode
         self._api_present: bool | None = {"on": True, "off": False}.get(mode)
+        self._detected_at = 0.0
 
     @property
     def route(self) -> str:
@@ -91,8 +94,11 @@ class ChangeMoves:
     async def _detect(self, sys_id: str) -> NextStates | None:
         """auto: the first call tells (an instance without the plugin answers 400 'Requested URI ...' or 404); its
         answer is the first move's next states, so finding out costs nothing."""
+        if self.mode == "auto" and time.monotonic() - self._detected_at > REDETECT_SECONDS:
+            self._api_present = None
         if self._api_present is not None:
             return None
+        self._detected_at = time.monotonic()
         try:
             nexts = await self.api.next_states(sys_id)
         except (BadRequest, NotFound) as error:

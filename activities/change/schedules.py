@@ -16,6 +16,7 @@ when it has them).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from temporalio import activity
@@ -42,9 +43,12 @@ class ScheduleActivities:
         self.api = ChangeApi(sn)
         self.mode = settings.change_api
         self._api_present: bool | None = {"on": True, "off": False}.get(settings.change_api)
+        self._detected_at = 0.0
 
     @activity.defn(name=calls.CHECK_SCHEDULES.name)
     async def check_schedules(self, query: ScheduleQuery) -> ScheduleFinding:
+        if self.mode == "auto" and self._api_present is False and time.monotonic() - self._detected_at > 600:
+            self._api_present = None  # asked again now and then: an instance may get the plugin
         async with servicenow_errors():
             found = await self._by_api(query) if self._api_present is not False else None
             if found is None:
@@ -70,12 +74,12 @@ class ScheduleActivities:
             await self.api.start_conflict_check(query.change_sys_id)
         except (BadRequest, NotFound) as error:
             if self.mode == "auto" and not_installed(error):  # not installed (or taken off since it was found)
-                self._api_present = False
+                self._api_present, self._detected_at = False, time.monotonic()
                 return None
             raise
         except Forbidden:
-            if self._api_present is None:
-                self._api_present = False
+            if self.mode == "auto":
+                self._api_present, self._detected_at = False, time.monotonic()
                 return None
             raise
         self._api_present = True

@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from ops.metrics import COUNTERS, declare, prometheus_runtime
+from ops.metrics import COUNTERS, HISTOGRAMS, declare, prometheus_runtime
 from starter.shim.ops import RequestMetrics
 from tests.ops.conftest import free_port
 
@@ -49,8 +49,6 @@ SDK_METRICS = {
 }
 # Metrics the issue asks to chart that the code does not export yet (the lead's to add; names and types proposed).
 PENDING_METRICS = {
-    "changeloop_change_implement_seconds": "histogram",
-    "changeloop_change_close_seconds": "histogram",
     "changeloop_servicenow_ratelimit_limit": "gauge",
 }
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
@@ -60,6 +58,7 @@ HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 def changeloop_metrics() -> dict[str, str]:
     """Name -> type of every changeloop metric the worker and the shim export, read from the code."""
     exported = dict.fromkeys(COUNTERS, "counter")  # the worker: every one goes through the SDK meter as a counter
+    exported |= dict.fromkeys(HISTOGRAMS, "histogram")  # and the change durations, recorded by its interceptor
 
     async def no_app(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("render() only")

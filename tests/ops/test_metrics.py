@@ -104,6 +104,13 @@ async def test_worker_metrics_endpoint_counts_changes_hosts_incidents_and_servic
     assert total(text, metrics.HOSTS_PATCHED) == 1
     assert total(text, metrics.HOSTS_ROLLED_BACK) == 1
     assert total(text, metrics.INCIDENTS_OPENED) == 1, "the failed change opened one incident"
+    # Seconds to Implement and to the end, per change, in the buckets ops/metrics.py sets for change durations.
+    assert total(text, f"{metrics.CHANGE_IMPLEMENT_SECONDS}_count") == 2
+    assert total(text, f"{metrics.CHANGE_CLOSE_SECONDS}_count", outcome="successful") == 1
+    assert total(text, f"{metrics.CHANGE_CLOSE_SECONDS}_count", outcome="unsuccessful") == 1
+    assert total(text, f"{metrics.CHANGE_CLOSE_SECONDS}_sum") > 0
+    buckets = re.findall(rf'^{metrics.CHANGE_IMPLEMENT_SECONDS}_bucket\{{[^}}]*le="([\d.]+)"', text, re.M)
+    assert {float(b) for b in buckets} >= {1.0, 60.0, 3600.0, 86400.0}, buckets
     assert total(text, metrics.SERVICENOW_CALLS, table="change_request", status="200") > 0
     # Our counters share the endpoint with the SDK's own runtime metrics.
     assert samples(text, "temporal_workflow_completed") or samples(

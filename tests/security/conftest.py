@@ -320,6 +320,8 @@ async def stack(temporal_client: Client, settings: Settings, registry: Registry)
                 "task_queue": f"security-{uuid.uuid4().hex[:8]}",
                 "servicenow_url": sandbox.url.rstrip("/"),
                 "approval_poll_interval": timedelta(hours=1),
+                # Hourly too: a hold or cancel noticed within seconds was noticed through the change-event hint.
+                "ticket_poll_interval": timedelta(hours=1),
             }
         )
         shim = LiveServer(create_app(stack_settings, temporal_client, registry), port=shim_port)

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from servicenow.change_request import Approval, ChangeState
@@ -60,7 +61,9 @@ BLACKOUT = "blackout"
 ON_HOLD = "on_hold"
 WAITING_FOR_RESCHEDULE = "waiting_for_reschedule"
 
-READ_ATTEMPTS = calls.attempts(3)
+# One attempt (the client retries a GET itself, a few seconds): a watch in an outage goes on with what it knew.
+READ_ATTEMPTS = calls.attempts(1)
+READ_TIMEOUT = timedelta(seconds=30)
 LONGEST_POLL = timedelta(hours=1)
 
 
@@ -163,6 +166,22 @@ class TicketWatch:
                 return None
             await self._wait(wait, before)
 
+    async def window_end(self) -> Stop:
+        """Answers when the planned window has ended (read again then: a rescheduled end moves it), for a run whose
+        running work may have to stop at the end, not only before its next unit (a wave's `window_end: roll_back`).
+        Never answers for a runbook that ignores the window or a change without a planned end."""
+        while True:
+            end = self.ticket.planned_end if self.ticket is not None and self.window else None
+            if end is None:
+                await workflow.wait_condition(lambda: False)  # nothing ends it: cancelled with the run
+            assert end is not None
+            if workflow.now() < end:
+                await workflow.sleep(end - workflow.now())
+            await self._read()
+            stop, _ = self._judge("the next host", windowed=True, unstarted=False)
+            if stop is not None and stop.kind == WINDOW_ENDED:
+                return stop
+
     async def watch_until_stopped(self, doing: str) -> Stop:
         """While the run waits for something else (the approval gate): read on hints and polls, and answer once the
         ticket says stop. A hold or a window ahead does not stop a gate: the guard before the first unit waits."""
@@ -230,12 +249,15 @@ class TicketWatch:
 
     # -- reading and waiting --------------------------------------------------------------------------------------
     async def _read(self) -> None:
-        self._hinted = False
+        hinted, self._hinted = self._hinted, False
         poll = min(self.policy.poll_interval * (2**self._backoff), LONGEST_POLL)
         self._next_read = workflow.now() + poll
         try:
-            self.ticket = await calls.READ_TICKET.narrowed(retry=READ_ATTEMPTS)(self.sys_id)
+            self.ticket = await calls.READ_TICKET.narrowed(retry=READ_ATTEMPTS, timeout=READ_TIMEOUT)(self.sys_id)
         except Exception as error:  # an outage: go on with what was known, read again at the next poll
+            if is_cancelled_exception(error):
+                raise
+            self._hinted = self._hinted or hinted  # a hint not read yet is read at the next look
             workflow.logger.warning("ticket %s unreadable, the next poll reads again: %s", self.sys_id, error)
 
     async def _sleep(self, until: datetime | None) -> None:

@@ -76,6 +76,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.wave.models import wave_workflow_id
 
 
+_CANCELED = "the change was canceled in ServiceNow"
+
+
 def _state_name(value: str) -> str:
     return ChangeState(value).name.title() if value in ChangeState._value2member_map_ else value
 
@@ -398,7 +401,7 @@ class ChangeRequestWorkflow:
         )
         return gate.status == GateStatus.APPROVED
 
-    async def _close(self, ticket: ChangeTicket, code: CloseCode | None, notes: str, *, cancel: bool = False) -> None:
+    async def _close(self, ticket: ChangeTicket, code: CloseCode | None, notes: str, *, cancel: bool = False) -> str:
         """Closed with the code, or Canceled (`cancel`: not implemented). Once begun, a close finishes even when the
         execution is cancelled meanwhile (a walk cut between Review and Closed would strand the ticket)."""
         self._status.phase = "closing"
@@ -408,9 +411,10 @@ class ChangeRequestWorkflow:
         if not self._watching:
             await closing
             self._set_ticket_state(ChangeState.CLOSED)
-            return
+            return ChangeState.CLOSED.value
         state = await uncancellable(closing)
         self._set_ticket_state(ChangeState(state) if state in ChangeState._value2member_map_ else ChangeState.CLOSED)
+        return state
 
     def _finish(self, result: ChangeResult) -> ChangeResult:
         self._status.phase = "done"
@@ -554,7 +558,9 @@ class ChangeRequestWorkflow:
         notes = "\n".join(lines)
         # A wave with hosts rolled back still succeeded, with issues: the runbook says so through close_code.
         code = CloseCode(result.close_code) if result.close_code else CloseCode.SUCCESSFUL
-        await self._close(ticket, code, notes)
+        if await self._close(ticket, code, notes) == ChangeState.CANCELED and self._watching:
+            # Canceled in ServiceNow after the watch last looked: the close wrote nothing; the note says what ran.
+            return await self._stopped_after_run(ticket, runbook, Stop(CANCELED_IN_SERVICENOW, _CANCELED), result)
         return self._finish(
             ChangeResult(
                 number=ticket.number,

@@ -116,6 +116,7 @@ class PatchWaveWorkflow(GateHolder):
         self._watching = False  # TICKET_WATCH: decided first thing in run()
         self._ticket_watch: TicketWatch | None = None
         self._hinted = False
+        self._window_timer: asyncio.Task[None] | None = None
 
     def _read_params(self) -> None:
         if self._entry is None:
@@ -203,6 +204,8 @@ class PatchWaveWorkflow(GateHolder):
                 await self._ticket_watch.begin(run.ticket)
                 if self._hinted:
                     self._ticket_watch.hint()
+                if self._entry.window_end == "roll_back":
+                    self._window_timer = asyncio.create_task(self._roll_back_at_window_end())
             if self._state.plan is None:
                 gate = (
                     await pass_gate_watched(self._gate, self._entry, self._ticket_watch)
@@ -228,6 +231,7 @@ class PatchWaveWorkflow(GateHolder):
                     await workflow.wait_condition(lambda: self._starting == 0)
                     self._state.runs += 1
                     self._stop_watching()
+                    self._stop_window_timer()
                     assert self._entry is not None
                     ref = self._entry.ref  # an inline entry of an older run continues by reference
                     workflow.continue_as_new(
@@ -464,6 +468,7 @@ class PatchWaveWorkflow(GateHolder):
         summary = report.close_summary(state, self._run.change_number, workflow_id)
         await self._report_step("patch hosts", StepOutcome.CANCELED, started, summary)
         self._stop_watching()
+        self._stop_window_timer()
         self._phase = "canceled"
 
     # -- the ticket watch (TICKET_WATCH) -----------------------------------------------------------------------------
@@ -493,6 +498,21 @@ class PatchWaveWorkflow(GateHolder):
         if wind_down:
             await asyncio.gather(*(self._cancel_host(ci) for ci in running))
 
+    async def _roll_back_at_window_end(self) -> None:
+        """`window_end: roll_back`: at the planned end the running hosts are cancelled (each rolls back what it
+        changed), not only the next host refused."""
+        assert self._ticket_watch is not None
+        try:
+            stop = await self._ticket_watch.window_end()
+        except asyncio.CancelledError:
+            return  # continue-as-new or the end: the next run keeps watching
+        await self._stop_by_watch(stop)
+        self._wakeups += 1
+
+    def _stop_window_timer(self) -> None:
+        if self._window_timer is not None and not self._window_timer.done():
+            self._window_timer.cancel()
+
     async def _stopped_at_gate(self, stop: Stop) -> RunbookResult:
         """Canceled in ServiceNow while the approval gate waited: nothing was planned or started."""
         assert self._entry is not None
@@ -519,6 +539,7 @@ class PatchWaveWorkflow(GateHolder):
         state, run = self._state, self._run
         workflow_id = workflow.info().workflow_id
         self._stop_watching()  # every host has reported: a watch still waiting would outlive the wave
+        self._stop_window_timer()
         self._phase = "summarising"
         await self._flush(force=True)
         for text in report.summary_notes(state, run.change_number, workflow_id):

@@ -1,0 +1,64 @@
+"""A patch wave whose planned window ends mid-wave (issue 14 item 1): no host starts after the end, the host running
+then rolls back (`window_end: roll_back`), the rest are not attempted, and the change closes unsuccessful with a note
+saying why - no incident, and no host is touched after the ticket closed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from config.settings import Settings
+from servicenow.client import ServiceNowClient
+from tests.change.windows import incidents_for, later, now, plan
+from tests.changes import Changes, start
+from tests.wave.conftest import BASELINE, TARGET, FleetControl
+from workflows.change.models import ChangeOutcome
+from workflows.status import QUERY_STATUS
+from workflows.wave.models import CiState, WaveStatus, wave_workflow_id
+
+pytestmark = pytest.mark.usefixtures("wave_worker")
+PAY = [f"pay-web-0{n}" for n in range(1, 5)]
+
+
+async def test_the_window_ending_mid_wave_stops_new_hosts_rolls_back_the_running_one_and_closes_unsuccessful(
+    temporal_client: Client,
+    wave_settings: Settings,
+    changes: Changes,
+    fleet: FleetControl,
+    sn_client: ServiceNowClient,
+) -> None:
+    await fleet.configure(op_seconds=0.6)  # one host at a time, about 1.8 s each: the window ends at the second
+    change = await changes.create(template="Patch Linux servers", category="WaveWindow", ci="payments-api")
+    window_end = later(3)
+    await plan(changes, change, now() - timedelta(minutes=1), window_end)
+    handle = await start(temporal_client, wave_settings, change["number"])
+
+    result = await handle.result()
+    closed: dict[str, Any] = {name: (await fleet.host(name))["counters"] for name in PAY}
+
+    assert result.outcome == ChangeOutcome.WINDOW_ENDED
+    ticket = await changes.get(change["sys_id"])
+    assert (ticket["state"], ticket["close_code"]) == ("3", "unsuccessful")
+    assert f"its planned window ended at {window_end:%Y-%m-%d %H:%M:%S} UTC" in ticket["close_notes"]
+    wave = temporal_client.get_workflow_handle(wave_workflow_id(change["number"]))
+    status = await wave.query(QUERY_STATUS, result_type=WaveStatus)
+    states = {h.ci: h.state for h in status.hosts}
+    assert states["pay-web-01"] == CiState.PATCHED
+    assert CiState.CANCELED in states.values(), states  # the host running at the end was stopped
+    assert status.counts.patched + status.counts.canceled + status.counts.not_attempted == len(PAY)
+    assert status.counts.not_attempted >= 1 and status.counts.failed == status.counts.rolled_back == 0
+    for name in PAY:
+        host = await fleet.host(name)
+        if states.get(name) == CiState.PATCHED:
+            assert host["patch_level"] == TARGET
+        else:  # stopped (untouched or rolled back) or never started
+            assert host["patch_level"] == BASELINE, f"{name} ({states.get(name)}) left changed"
+            assert host["counters"]["patch_calls"] == host["counters"]["rollback_calls"] <= 1, name
+    notes = await changes.work_notes(change["sys_id"])
+    assert any(n.startswith("Patch wave stopped: its planned window ended at") for n in notes)
+    assert sum(n.startswith(f"Patch wave {wave.id} summary (stopped)") for n in notes) == 1
+    assert await incidents_for(sn_client, handle.id, wave.id) == 0, "a window that ended is no failure"
+    assert {name: (await fleet.host(name))["counters"] for name in PAY} == closed, "a host touched after the close"
