@@ -84,7 +84,7 @@ async def test_a_rescheduled_start_is_picked_up_by_the_poll(
     sooner = later(2)
     await plan(changes, change, sooner, sooner + timedelta(hours=1))  # no Business Rule here: the poll sees it
     status = await status_when(
-        handle, lambda s: s.waiting is not None and s.waiting.until == sooner, "the new start picked up", timeout=15
+        handle, lambda s: s.waiting is not None and s.waiting.until == sooner, "the new start picked up", within=15
     )
     assert status.phase == "waiting_for_window"
     result = await handle.result()

@@ -35,12 +35,12 @@ async def plan(changes: Changes, change: dict[str, Any], start: datetime, end: d
     )
 
 
-async def status_when(handle: WorkflowHandle[Any, Any], predicate: Any, message: str, timeout: float = 30) -> Any:
+async def status_when(handle: WorkflowHandle[Any, Any], predicate: Any, message: str, within: float = 30) -> Any:
     async def probe() -> ChangeStatus | None:
         status: ChangeStatus = await handle.query("status", result_type=ChangeStatus)
         return status if predicate(status) else None
 
-    return await wait_for(probe, timeout=timeout, interval=0.1, message=message)
+    return await wait_for(probe, timeout=within, interval=0.1, message=message)
 
 
 async def runbook_status(client: Client, number: str) -> RunbookStatus | None:
