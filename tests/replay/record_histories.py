@@ -293,6 +293,114 @@ async def record_exactly_once(client: Client, settings: Settings, changes: Chang
         await fleet.post("/reset")
 
 
+async def _until(probe, what: str, within: float = 60) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(within / 0.05)):
+        if await probe():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(what)
+
+
+async def record_ticket_watch(client: Client, settings: Settings, changes: Changes, sandbox_url: str) -> None:
+    """Issues 13 and 14 behind `ticket-watch`: a standard change and its runbook with the watch, a change that waited
+    for its planned start and one for a blackout's end, a change and its runbook canceled mid-step, a change canceled
+    in ServiceNow mid-runbook, one held and released, a rejected gate that cancels the ticket, and a wave whose
+    window ended mid-wave (record with CHANGELOOP_HISTORY_SUFFIX=_watched)."""
+    from servicenow.standard_change import servicenow_time
+    from tests.change.windows import fresh, later, now, pid_of, release, runbook_status
+
+    async def plan(change: dict[str, object], start: object, end: object) -> None:
+        await changes.sn.update(
+            "change_request",
+            str(change["sys_id"]),
+            {"start_date": servicenow_time(start), "end_date": servicenow_time(end)},  # type: ignore[arg-type]
+        )
+
+    ok = await changes.create(template="Restart application service")
+    handle = await start(client, settings, ok["number"])
+    await handle.result()
+    await _save(handle, "change_successful")
+    await _save(client.get_workflow_handle(f"runbook-{ok['number']}"), "runbook_successful")
+
+    waited = await changes.create(template="Restart application service")
+    await plan(waited, later(3), later(3600))
+    handle = await start(client, settings, waited["number"])
+    await handle.result()
+    await _save(handle, "change_window_waited")
+
+    frozen = await changes.create(template="Restart application service", ci="payments-api")
+    await plan(frozen, now() - timedelta(minutes=1), later(3600))
+    async with httpx.AsyncClient(base_url=sandbox_url) as control:
+        body = {"start_in": -5, "end_in": 2, "name": "Replay freeze", "condition": "name=payments-api"}
+        (await control.post("/sandbox/blackouts", json=body)).raise_for_status()
+        handle = await start(client, settings, frozen["number"])
+        await handle.result()
+        await control.delete("/sandbox/blackouts")
+    await _save(handle, "change_blackout_waited")
+
+    canceled = await changes.create(category="Release")
+    number = fresh(canceled["number"])
+    handle = await start(client, settings, number)
+    await _until(lambda: _true(pid_of(number)), "the step runs")
+    await handle.cancel(reason="replay")
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    release(number)
+    await _save(handle, "change_canceled_mid_runbook")
+    await _save(client.get_workflow_handle(f"runbook-{number}"), "runbook_canceled_mid_step")
+
+    in_sn = await changes.create(category="Release")
+    number = fresh(in_sn["number"])
+    handle = await start(client, settings, number)
+    await _until(lambda: _true(pid_of(number)), "the step runs")
+    await changes.sn.update("change_request", in_sn["sys_id"], {"state": "4"})
+    await asyncio.sleep(1.5)  # the watch's poll interval (1 s) passes while the step runs
+    release(number)
+    await handle.result()
+    await _save(handle, "change_canceled_in_servicenow")
+    await _save(client.get_workflow_handle(f"runbook-{number}"), "runbook_stopped_canceled_in_servicenow")
+
+    held = await changes.create(category="Release")
+    number = fresh(held["number"])
+    handle = await start(client, settings, number)
+    await _until(lambda: _true(pid_of(number)), "the step runs")
+    await changes.sn.update("change_request", held["sys_id"], {"on_hold": "true", "on_hold_reason": "replay"})
+    await asyncio.sleep(1.5)
+    release(number)
+
+    async def paused() -> bool:
+        status = await runbook_status(client, number)
+        return bool(status and status.waiting)
+
+    await _until(paused, "the runbook paused")
+    await changes.sn.update("change_request", held["sys_id"], {"on_hold": "false"})
+    await handle.result()
+    await _save(handle, "change_on_hold_resumed")
+    await _save(client.get_workflow_handle(f"runbook-{number}"), "runbook_on_hold_resumed")
+
+    rejected = await changes.create(template="Run maintenance steps")
+    handle = await start(client, settings, rejected["number"])
+    await _gate_waiting(handle)
+    await handle.execute_update("decide", signed_decision(settings, handle.id, "alice.ops", Decision.REJECTED, "no"))
+    await handle.result()
+    await _save(handle, "change_rejected_canceled")
+
+    async with httpx.AsyncClient(base_url=f"{sandbox_url}/fleet") as fleet:
+        await fleet.post("/reset")
+        await fleet.put("/config", json={"op_seconds": 0.6})
+        wave = await changes.create(template="Patch Linux servers", category="WaveWindow", ci="payments-api")
+        await plan(wave, now() - timedelta(minutes=1), later(3))
+        handle = await start(client, settings, wave["number"])
+        await handle.result()
+        await _save(handle, "change_wave_window_ended")
+        await _save(client.get_workflow_handle(wave_workflow_id(wave["number"])), "wave_window_ended")
+        await fleet.post("/reset")
+
+
+async def _true(value: object) -> bool:
+    return bool(value)
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     temporal = Path(sys.executable).parent / "temporal"
@@ -314,6 +422,7 @@ async def main() -> None:
             outbound_allow=["127.0.0.0/8"],
             decision_key=SecretStr(DECISION_KEY),
             approval_poll_interval=timedelta(seconds=1),
+            ticket_poll_interval=timedelta(seconds=1),
         )
         async with ServiceNowClient.from_settings(settings) as sn:
             async with build_worker(env.client, settings, load_registry(TEST_REGISTRY), sn):
@@ -324,6 +433,7 @@ async def main() -> None:
                     "wave",
                     "gate",
                     "exactly_once",
+                    "ticket_watch",
                 }  # e.g. `… record_histories reconcile`
                 if "change" in wanted:
                     await record(env.client, settings, Changes(sn))
@@ -337,6 +447,8 @@ async def main() -> None:
                     await record_wave(env.client, settings, Changes(sn), sandbox.url)
                 if "exactly_once" in wanted:
                     await record_exactly_once(env.client, settings, Changes(sn), sandbox.url)
+                if "ticket_watch" in wanted:
+                    await record_ticket_watch(env.client, settings, Changes(sn), sandbox.url)
     await env.shutdown()
 
 

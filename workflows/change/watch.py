@@ -93,21 +93,22 @@ class TicketWatch:
         self._next_read: datetime | None = None
         self._backoff = 0
         self._noted = ""
-        self._child: Any = None
+        self._child = ""  # the child's workflow ID
 
     # -- messages -------------------------------------------------------------------------------------------------
     def hint(self) -> None:
         self._hinted = True
 
     def attach(self, child: Any) -> None:
-        """The run's child (runbook or wave): hints received from now on are forwarded to it."""
-        self._child = child
+        """The run's child (runbook or wave): hints received from now on are forwarded to it - by ID, so a wave that
+        continued as new gets them in its current run."""
+        self._child = child.id
 
     async def forward(self, event: TicketEvent) -> None:
-        if self._child is None:
+        if not self._child:
             return
         try:
-            await self._child.signal(SIGNAL_TICKET_CHANGED, event)
+            await workflow.get_external_workflow_handle(self._child).signal(SIGNAL_TICKET_CHANGED, event)
         except Exception as error:  # the child has closed: nothing left to tell
             workflow.logger.info("ticket hint not forwarded: %s", error)
 
