@@ -1,9 +1,10 @@
 """`changeloop demo` (`make demo`): the whole loop on a laptop, non-interactive, with an exit code that means it.
 
 Starts the dev stack in memory on free ports (the defaults when they are free), then does what a change implementer
-does in ServiceNow: opens a standard change from "Restart application service" on payments-api and lets the instance
-pre-approve it into Scheduled. The sandbox's Business Rule POSTs it to the shim; the worker runs the runbook and
-closes the ticket. We watch the ticket, not Temporal: the ticket is what the user sees.
+does in ServiceNow: opens a standard change from "Restart application service" on payments-api, planned to start a
+few seconds later, and lets the instance pre-approve it into Scheduled. The sandbox's Business Rule POSTs it to the
+shim; the worker waits for the planned start, runs the runbook and closes the ticket. We watch the ticket, not
+Temporal: the ticket is what the user sees.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import signal
 import time
 from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from starter.devstack.walkthrough import (
 
 TEMPLATE = "Restart application service"
 CI = "payments-api"
+WINDOW_OPENS_IN = timedelta(seconds=5)  # the demo change's planned start: changeloop waits for it
 LOG_DIR = Path(".changeloop/demo-logs")
 
 
@@ -85,11 +88,20 @@ async def run_demo(console: Any, *, keep: bool = False, within: float = 60.0) ->
 
 async def walkthrough(config: DevConfig, console: Any, within: float) -> TicketReport:
     async with ServiceNowClient(config.sandbox_url, BasicAuth(*ADMIN_USER)) as sn:
-        change = await open_standard_change(sn, TEMPLATE, CI, f"Demo: restart the {CI} service")
+        start = datetime.now(UTC).replace(microsecond=0) + WINDOW_OPENS_IN
+        change = await open_standard_change(
+            sn, TEMPLATE, CI, f"Demo: restart the {CI} service", start=start, end=start + timedelta(hours=1)
+        )
         number, sys_id = change["number"], change["sys_id"]
-        console.print(f"1. opened {number} from template {TEMPLATE!r} on {CI} (state New) as {ADMIN_USER[0]}")
+        console.print(
+            f"1. opened {number} from template {TEMPLATE!r} on {CI} (state New) as {ADMIN_USER[0]}, planned to "
+            f"start at {start:%H:%M:%S} UTC"
+        )
         await schedule_preapproved(sn, sys_id)
         console.print("2. pre-approved: approval=approved, state Scheduled -> the Business Rule POSTs it to the shim")
+        console.print(
+            f"   changeloop waits for the planned start ({WINDOW_OPENS_IN.seconds} s; status phase waiting_for_window)"
+        )
         link = f"{config.ui_url}/namespaces/{config.namespace}/workflows/change-{number}"
         console.print(f"3. watching the ticket (up to {within:.0f} s); execution: {link}")
         await _watch(sn, sys_id, within, console, config, number)
@@ -125,13 +137,14 @@ async def _watch(
     sn: ServiceNowClient, sys_id: str, within: float, console: Any, config: DevConfig, number: str
 ) -> None:
     """Print each state the ticket passes through until Closed (or Canceled); the reason if the deadline passes."""
-    deadline = time.monotonic() + within
+    began = time.monotonic()
+    deadline = began + within
     seen = ""
     while True:
         record = await sn.get("change_request", sys_id, fields=["state"])
         state = str(record.get("state", ""))
         if state != seen:
-            console.print(f"   ticket state: {_label(state)}")
+            console.print(f"   ticket state: {_label(state)} (+{time.monotonic() - began:.0f} s)")
             seen = state
         if state in (ChangeState.CLOSED.value, ChangeState.CANCELED.value):
             return
@@ -186,5 +199,7 @@ def _check(report: TicketReport, number: str, link: str) -> None:
         problems.append(f"correlation_id is {report.correlation_id!r}, not 'change-{number}'")
     if not any(link in note for note in report.work_notes):
         problems.append("no work note carries the execution link")
+    if not any("planned start" in note for note in report.work_notes):
+        problems.append("no work note says that changeloop waited for the planned start")
     if problems:
         raise DemoFailed("; ".join(problems))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from servicenow.change_request import Approval, ChangeState, ChangeType
 from servicenow.client import ServiceNowClient
 from servicenow.query import Query
+from servicenow.standard_change import servicenow_time
 
 TICKET_FIELDS = ["sys_id", "number", "state", "close_code", "close_notes", "correlation_id", "correlation_display"]
 
@@ -33,26 +35,35 @@ class TicketReport(BaseModel):
 
 
 async def open_standard_change(
-    sn: ServiceNowClient, template: str, ci_name: str, short_description: str
+    sn: ServiceNowClient,
+    template: str,
+    ci_name: str,
+    short_description: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> dict[str, Any]:
-    """A standard change in New, from `template` on the application CI `ci_name`, as the change form creates it."""
+    """A standard change in New, from `template` on the application CI `ci_name`, as the change form creates it;
+    `start` / `end` are its planned window (UTC)."""
     found = await sn.first("std_change_producer_version", Query().eq("name", template), exclude_reference_link=True)
     if found is None:
         raise LookupError(f"no standard change template named {template!r} in {sn.base_url}")
     ci = await sn.first("cmdb_ci", Query().eq("name", ci_name), exclude_reference_link=True)
     if ci is None:
         raise LookupError(f"no configuration item named {ci_name!r} in {sn.base_url}")
-    return await sn.create(
-        "change_request",
-        {
-            "type": ChangeType.STANDARD.value,
-            "state": ChangeState.NEW.value,
-            "std_change_producer_version": found["sys_id"],
-            "category": found.get("category", ""),
-            "cmdb_ci": ci["sys_id"],
-            "short_description": short_description,
-        },
-    )
+    body = {
+        "type": ChangeType.STANDARD.value,
+        "state": ChangeState.NEW.value,
+        "std_change_producer_version": found["sys_id"],
+        "category": found.get("category", ""),
+        "cmdb_ci": ci["sys_id"],
+        "short_description": short_description,
+    }
+    if start is not None:
+        body["start_date"] = servicenow_time(start)
+    if end is not None:
+        body["end_date"] = servicenow_time(end)
+    return await sn.create("change_request", body)
 
 
 async def schedule_preapproved(sn: ServiceNowClient, sys_id: str) -> dict[str, Any]:
