@@ -26,7 +26,7 @@ from tests.change.windows import (
 )
 from tests.changes import Changes, start
 from tests.helpers import wait_for
-from workflows.change.models import ChangeOutcome, ChangeStatus
+from workflows.change.models import ChangeOutcome, ChangeStatus, GateStatus
 from workflows.runbook.models import runbook_workflow_id
 from workflows.status import StepOutcome
 
@@ -167,3 +167,18 @@ async def test_a_change_on_hold_pauses_between_steps_until_released(
     finally:
         release(number)
         kill_leftover(pid)
+
+
+async def test_a_change_canceled_in_servicenow_while_its_gate_waits_stops_waiting(
+    temporal_client: Client, settings: Settings, changes: Changes, sn_client: ServiceNowClient
+) -> None:
+    change = await changes.create(template="Run maintenance steps")  # destructive: its gate waits up to 24 h
+    handle = await start(temporal_client, settings, change["number"])
+    await status_when(handle, lambda s: s.gate.status == GateStatus.WAITING, "the gate waits")
+
+    await changes.sn.update("change_request", change["sys_id"], {"state": "4"})
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+
+    assert result.outcome == ChangeOutcome.CANCELED_IN_SERVICENOW and result.steps == []
+    assert (await changes.get(change["sys_id"]))["state"] == "4"
+    assert await incidents_for(sn_client, handle.id, runbook_workflow_id(change["number"])) == 0
