@@ -126,6 +126,17 @@ def shim(
     common.run(_serve_shim(common.settings(), host, port))
 
 
+def _loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def _serve_shim(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
@@ -137,6 +148,15 @@ async def _serve_shim(settings: Settings, host: str, port: int) -> int:
         shim_principals(settings)  # weak or placeholder tokens stop the shim here, before it listens
     except PrincipalError as exc:
         errors.print(f"[red]the shim will not start:[/red] {exc}", highlight=False)
+        return 2
+    if settings.codec_dev_loopback and not _loopback_host(host):
+        # The codec guard already decodes token-less calls from loopback callers only; a shim that listens beyond
+        # this machine with the dev setting on is a deployment mistake, stopped before it listens.
+        errors.print(
+            f"[red]the shim will not start:[/red] CHANGELOOP_CODEC_DEV_LOOPBACK is for the dev stack on this machine; "
+            f"this shim would listen on {host}. Unset it, or bind to 127.0.0.1.",
+            highlight=False,
+        )
         return 2
     registry = load_registry(settings.runbooks)  # a bad registry stops the shim here, naming the line
     client = await common.connect(settings)

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from config.principals import PLACEHOLDER_TOKENS, weakness
+from ops.codec import new_key
 from tests.security.conftest import Stack
 from tests.shim.conftest import free_port
 
@@ -80,11 +81,11 @@ async def test_metrics_labels_cannot_grow_with_unknown_methods_or_paths(stack: S
     assert not any("teapot" in r or "nothing-" in r or "random" in r for r in routes), routes
 
 
-def _shim(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _shim(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
     """`changeloop shim` as an operator starts it, with only the given CHANGELOOP_* settings."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHANGELOOP_")}
     clean |= {"CHANGELOOP_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "CHANGELOOP_LOG_LEVEL": "WARNING"} | env
-    argv = [sys.executable, "-m", "starter.cli", "shim", "--port", str(free_port())]
+    argv = [sys.executable, "-m", "starter.cli", "shim", "--port", str(free_port()), *options]
     return subprocess.run(argv, env=clean, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
@@ -143,3 +144,18 @@ def test_every_token_the_repository_shows_as_an_example_is_refused() -> None:
     for value in shown:
         assert weakness(value) is not None, value
     assert "change-me-webhook-token" in PLACEHOLDER_TOKENS
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "shim.example.org"])
+async def test_the_dev_codec_setting_stops_a_shim_that_listens_beyond_this_machine(host: str) -> None:
+    """CHANGELOOP_CODEC_DEV_LOOPBACK (token-less decoding for the dev UI) belongs to `changeloop dev` on loopback."""
+    env = {
+        "CHANGELOOP_WEBHOOK_TOKEN": "a-webhook-token-long-enough-0123456789abcdef",
+        "CHANGELOOP_ENCRYPTION": "true",
+        "CHANGELOOP_ENCRYPTION_KEYS": f"dev:{new_key()}",
+        "CHANGELOOP_CODEC_DEV_LOOPBACK": "true",
+    }
+    ran = await asyncio.to_thread(_shim, env, "--host", host)
+    said = " ".join(ran.stderr.split())
+    assert ran.returncode == 2 and "the shim will not start" in said, ran.stdout + ran.stderr
+    assert f"would listen on {host}" in said
