@@ -39,7 +39,11 @@ CANCEL_PASSES_PATCH = "cancel-passes-through"
 
 def passes_through(error: BaseException) -> bool:
     """Whether a handler of an activity's failure must re-raise `error` unchanged: it is this workflow's cancel
-    request, which ends the workflow CANCELED (or reaches its own wind-down), never a failure or a retry."""
+    request, which ends the workflow CANCELED (or reaches its own wind-down), never a failure or a retry.
+
+    Only for awaits in the run's own task chain: in a side task (a gather's member, a watcher) the patch marker
+    could be decided after the run's last command, which the server refuses; there the run's task is cancelled
+    first anyway, and `canceled_by_request` tells a cancellation apart."""
     return canceled_by_request(error) and workflow.patched(CANCEL_PASSES_PATCH)
 
 

@@ -128,8 +128,8 @@ class ReconcileWorkflow:
             scan = calls.SCAN_SOURCE.narrowed(timeout=source.timeout, retry=calls.attempts(source.attempts))
             return await scan(ScanRequest(config=config, source=source.name))
         except ActivityError as error:
-            if passes_through(error):
-                raise
+            # No pass-through needed: the scans run under a gather in the run's own task, which a cancel request
+            # cancels first (and a patch marker decided here could come after the run's last command).
             return ScanReport(source=source.name, kind=source.kind, ok=False, error=str(root_cause(error)))
 
     @staticmethod
