@@ -14,6 +14,7 @@ from temporalio.client import Client
 from activities.change.schedules import ScheduleActivities
 from activities.change.tickets import TicketActivities
 from activities.evidence.attachments import AttachmentActivities
+from activities.evidence.confirmation import ConfirmationActivities
 from activities.evidence.tasks import ChangeTaskActivities
 from activities.flow.callbacks import CallbackActivities
 from activities.gate.approvals import GateActivities
@@ -69,6 +70,7 @@ def central_activities(
     reconcile = ReconcileActivities(sn, settings, secrets)
     files = AttachmentActivities(sn, settings)
     tasks = ChangeTaskActivities(sn, settings)
+    confirmation = ConfirmationActivities(sn, settings)
     gate = GateActivities(sn, settings)
     return [
         tickets.load_change,
@@ -81,6 +83,7 @@ def central_activities(
         files.attach_file,
         tasks.open_change_task,
         tasks.close_change_task,
+        confirmation.notify_change_closed,
         lookups.resolve_runbook,
         lookups.resolve_flow,
         lookups.resolve_run,

@@ -246,9 +246,23 @@ class Runbook(BaseModel):
     window: Literal["respect", "ignore"] = "respect"
     # When the planned end passes mid-run, what runs `finish`es; a wave's running hosts may `roll_back` instead.
     window_end: Literal["finish", "roll_back"] = "finish"
+    # Change tasks on the change (README "Evidence on the ticket"): `per_step` opens one change_task per step when
+    # the step starts and closes it with the step's outcome; on a patch wave: one for the canary, one per failed or
+    # rolled-back host and one summary task. `task_group` names the tasks' assignment group; empty: the CI's.
+    tasks: Literal["none", "per_step"] = "none"
+    task_group: str = ""
 
     def value_type(self, name: str) -> ValueType:
         return self.types.get(name) or BUILTIN_TYPES.get(name, ValueType.WORD)
+
+    @model_validator(mode="after")
+    def _task_keys_are_unique(self) -> Runbook:
+        # A step's task is found again by `<execution>:<step name>`: two steps of one name would share one task.
+        names = [step.name for step in self.steps]
+        if self.tasks == "per_step" and len(set(names)) != len(names):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            raise ValueError(f"tasks: per_step needs step names of their own; named twice: {', '.join(twice)}")
+        return self
 
     @model_validator(mode="after")
     def _url_hosts_are_host_typed(self) -> Runbook:
@@ -269,7 +283,7 @@ def canonical_json(data: Any) -> bytes:
 # Fields added after digests were first carried by running executions: left out of the digest while they hold their
 # default, so an upgrade does not change the digest of an entry that does not use them (a run in flight would be
 # refused its next step as RegistryChanged).
-LATER_RUNBOOK_FIELDS = {"window": "respect", "window_end": "finish"}
+LATER_RUNBOOK_FIELDS = {"window": "respect", "window_end": "finish", "tasks": "none", "task_group": ""}
 LATER_STEP_FIELDS = {"on_cancel": "kill"}
 
 

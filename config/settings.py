@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.principals import PrincipalConfig
@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # -- evidence on the ticket (activities/evidence/, README "Attachments and change tasks") ----------------------
     # One attachment's cap, below the instance's com.glide.attachment.max_size: a longer text keeps its head and tail.
     attachment_max_bytes: int = 5 * 1024 * 1024
+    # What a runbook step returns of its output (scrubbed; a longer output keeps its head and end): the runbook keeps
+    # it for the log it attaches at its end. Site workers have no ServiceNow credentials, so a step never uploads.
+    step_output_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    # Post each closed change to Slack (CHANGELOOP_SLACK_WEBHOOK_URL): number, outcome, runbook, links.
+    slack_change_closed: bool = False
 
     # -- a real cluster or Temporal Cloud (starter/temporal.py `connect_config`) --------------------------------------
     temporal_tls: bool = False  # TLS with the system's CA roots; implied by any of the files below or an API key

@@ -31,7 +31,14 @@ with workflow.unsafe.imports_passed_through():
         ScheduleQuery,
         WatchPolicy,
     )
-    from workflows.evidence.models import AttachInput, AttachResult, CloseTaskInput, OpenTaskInput, TaskRef
+    from workflows.evidence.models import (
+        AttachInput,
+        AttachResult,
+        ChangeClosedInput,
+        CloseTaskInput,
+        OpenTaskInput,
+        TaskRef,
+    )
     from workflows.flow.models import CallbackInput, FlowName
     from workflows.gate.models import (
         ApprovalFinding,
@@ -171,6 +178,8 @@ CHECK_SCHEDULES: Call[ScheduleQuery, ScheduleFinding] = Call(
 ATTACH_FILE: Call[AttachInput, AttachResult] = Call("attach_file", AttachResult, 2 * MINUTE, SERVICENOW)
 OPEN_CHANGE_TASK: Call[OpenTaskInput, TaskRef] = Call("open_change_task", TaskRef, MINUTE, SERVICENOW)
 CLOSE_CHANGE_TASK: Call[CloseTaskInput, TaskRef] = Call("close_change_task", TaskRef, MINUTE, SERVICENOW)
+# The Slack confirmation of a closed change (CHANGELOOP_SLACK_CHANGE_CLOSED): a courtesy, like the incident's post.
+NOTIFY_CHANGE_CLOSED: Call[ChangeClosedInput, str] = Call("notify_change_closed", str, timedelta(seconds=30), SLACK)
 
 # -- runbooks and flows (activities/runbook/, activities/flow/) -------------------------------------------------------
 RESOLVE_RUNBOOK: Call[ResolveInput, RunbookChoice] = Call("resolve_runbook", RunbookChoice, MINUTE, SERVICENOW)

@@ -6,7 +6,7 @@ reads the task's state first: a task already Closed or Canceled (by an earlier a
 is, so a retried close writes nothing twice.
 
 The assignment group is the runbook's (a group's name) when it names one, else the CI's support group (then its
-managed-by group), else the change's own group.
+managed-by group), else the change's own group. A CI given by name (a runbook's `{host}`) is looked up first.
 """
 
 from __future__ import annotations
@@ -67,12 +67,21 @@ class ChangeTaskActivities:
                 "correlation_id": request.key,
                 "correlation_display": CORRELATION_DISPLAY,
             }
+            if request.ci_name and not request.cmdb_ci:
+                request = request.model_copy(update={"cmdb_ci": await self._ci_by_name(request.ci_name)})
             if request.cmdb_ci:
                 body["cmdb_ci"] = request.cmdb_ci
             if group := await self._group(request):
                 body["assignment_group"] = group
             record = await self.sn.create(change_task.TABLE, body, fields=TASK_FIELDS)
         return self._ref(record, created=True)
+
+    async def _ci_by_name(self, name: str) -> str:
+        found = await self.sn.first("cmdb_ci", Query().eq("name", name), fields=["sys_id"])
+        if found is None:
+            activity.logger.warning("no CI named %r: the task has no CI", name)
+            return ""
+        return str(found["sys_id"])
 
     async def _group(self, request: OpenTaskInput) -> str:
         if request.assignment_group:

@@ -13,7 +13,6 @@ from config.settings import Settings
 from ops.scrub import SCRUBBER
 
 CUT_LINE = "\n[... {cut} bytes cut by changeloop: the attachment cap is {cap} bytes ...]\n"
-EXCERPT_CHARS = 1500  # a task's close notes quote this much of the step's output (its end)
 
 
 def clean(settings: Settings, text: str) -> str:
@@ -36,9 +35,3 @@ def capped(text: str, cap: int) -> tuple[bytes, bool]:
     # A cut may split a character: decoding with errors="ignore" drops its broken half.
     kept = data[:head].decode(errors="ignore").encode() + marker
     return kept + data[len(data) - (room - head) :].decode(errors="ignore").encode(), True
-
-
-def excerpt(text: str, chars: int = EXCERPT_CHARS) -> str:
-    """The end of an output, for a close note: a note is read on a form, the full text is in the attachment."""
-    text = text.strip()
-    return text if len(text) <= chars else "…" + text[-chars:]

@@ -24,6 +24,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.evidence.text import capped, clean
 from activities.heartbeat import heartbeating
 from activities.processes import run_process
 from activities.runbook.lookup import entry
@@ -35,7 +36,6 @@ from ops import outbound
 from workflows import calls
 from workflows.runbook.models import REGISTRY_CHANGED, RunbookRef, StepInput, StepOutput
 
-OUTPUT_TAIL = 4000
 HEARTBEAT_SECONDS = 2.0
 
 TypeOf = Callable[[str], ValueType]
@@ -118,17 +118,21 @@ def fill_url(template: str, variables: dict[str, str], step: str, type_of: TypeO
     return url
 
 
-def _tail(text: str) -> str:
-    return text[-OUTPUT_TAIL:]
-
-
 class StepActivities:
     """Runs steps of this worker's registry; holds the registry, the outbound allowlist and the named secrets."""
 
     def __init__(self, registry: Registry, settings: Settings, secrets: NamedSecrets) -> None:
         self.registry = registry
+        self.settings = settings
         self.allow = outbound.Allowlist.parse(settings.outbound_allow)
         self.secrets = secrets
+
+    def _kept(self, text: str) -> str:
+        """The output as the step returns it: scrubbed (this worker's secrets, in every form), then capped at
+        CHANGELOOP_STEP_OUTPUT_MAX_BYTES, head and end kept. A site worker cannot upload it (no ServiceNow
+        credentials): the runbook keeps it and attaches it to the change at its end."""
+        data, _ = capped(clean(self.settings, text), self.settings.step_output_max_bytes)
+        return data.decode(errors="replace")
 
     @activity.defn(name=calls.RUN_STEP.name)
     async def run_step(self, request: StepInput) -> StepOutput:
@@ -164,7 +168,7 @@ class StepActivities:
             raise ApplicationError(
                 f"step {step.name!r}: {argv[0]} not found", type="CommandNotFound", non_retryable=True
             ) from exc
-        output = _tail(finished.output.decode(errors="replace"))
+        output = self._kept(finished.output.decode(errors="replace"))
         if finished.returncode != 0:
             raise ApplicationError(
                 f"step {step.name!r} exited with {finished.returncode}: {output.strip()[-500:]}",
@@ -192,7 +196,7 @@ class StepActivities:
                 raise ApplicationError(
                     f"step {step.name!r}: {type(exc).__name__} calling {url}", type="StepFailed"
                 ) from None
-        output = _tail(response.text)
+        output = self._kept(response.text)
         if response.status_code not in call.expect_status:
             raise ApplicationError(
                 f"step {step.name!r}: {call.method} {url} answered {response.status_code}",

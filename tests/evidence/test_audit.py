@@ -1,5 +1,5 @@
-"""The audit export of a change (starter/audit.py) on the real stack: a gated change approved through `decide`, with a
-change task and an attachment on its ticket; a failed change with its incident. Through the module, the shim's
+"""The audit export of a change (starter/audit.py) on the real stack: a gated change approved through `decide`, with
+the change tasks and the attachment its runbook left on its ticket; a failed change with its incident. Through the module, the shim's
 `GET /api/executions/{id}/audit` and `changeloop audit`."""
 
 from __future__ import annotations
@@ -23,22 +23,14 @@ from tests.conftest import OPERATOR_TOKEN
 from tests.evidence.conftest import Evidence
 from tests.helpers import wait_for
 from workflows.change.models import UPDATE_DECIDE, ChangeResult, Decision
-from workflows.evidence.models import (
-    AttachInput,
-    AttachResult,
-    CloseTaskInput,
-    OpenTaskInput,
-    TaskOutcome,
-    TaskRef,
-    task_key,
-)
 from workflows.status import QUERY_STATUS
 
 
 async def _gated_change_approved(
     client: Client, settings: Settings, changes: Changes, evidence: Evidence
 ) -> dict[str, Any]:
-    change = await changes.create(template="Run maintenance steps", ci="web-storefront")
+    # maintenance_tasks (tests/runbooks.yaml): gated, `tasks: per_step`; its run leaves its own evidence.
+    change = await changes.create(category="MaintenanceTasks", ci="web-storefront")
     handle = await start(client, settings, change["number"])
 
     async def gate_waiting() -> bool:
@@ -51,18 +43,6 @@ async def _gated_change_approved(
     await handle.execute_update(UPDATE_DECIDE, decision)
     result = await handle.result()
     assert isinstance(result, ChangeResult) and result.outcome == "successful"
-    # Evidence the runbook would leave: a task for its step and the output attached to the change.
-    runbook_id = f"runbook-{change['number']}"
-    task = OpenTaskInput(
-        change_sys_id=change["sys_id"], key=task_key(runbook_id, "rotate logs"), short_description="rotate logs"
-    )
-    opened, _ = await evidence.run("OpenTaskTestWorkflow", task, TaskRef)
-    closing = CloseTaskInput(
-        sys_id=opened.sys_id, outcome=TaskOutcome.COMPLETE, close_notes="Step 'rotate logs' succeeded"
-    )
-    await evidence.run("CloseTaskTestWorkflow", closing, TaskRef)
-    output = AttachInput(table="change_request", sys_id=change["sys_id"], file_name="steps.log", text="rotated\n")
-    await evidence.run("AttachTestWorkflow", output, AttachResult)
     return change
 
 
@@ -85,23 +65,31 @@ async def test_the_audit_of_a_gated_change_names_the_approver_and_the_proof(
     assert {f"change-{number}", f"runbook-{number}"} <= set(ids)
     change_run, runbook_run = ids[f"change-{number}"], ids[f"runbook-{number}"]
     assert change_run.status == runbook_run.status == "COMPLETED" and runbook_run.parent == f"change-{number}"
-    [step] = [a for a in runbook_run.activities if a.activity == "run_step"]
-    assert (step.subject, step.outcome, step.attempts) == ("rotate logs", "completed", 1)
-    assert step.scheduled_at <= step.started_at <= step.ended_at
-    assert [s["name"] for s in runbook_run.steps] == ["rotate logs"]
+    steps = [a for a in runbook_run.activities if a.activity == "run_step"]
+    assert [(s.subject, s.outcome, s.attempts) for s in steps] == [
+        ("rotate logs", "completed", 1),
+        ("vacuum", "completed", 1),
+    ]
+    assert all(s.scheduled_at <= s.started_at <= s.ended_at for s in steps)
+    assert [s["name"] for s in runbook_run.steps] == ["rotate logs", "vacuum"]
     assert {"load_change", "begin_implementation", "close_change"} <= {a.activity for a in change_run.activities}
 
     assert report.ticket.fields["state"].startswith("Closed") and report.ticket.correlation_id == f"change-{number}"
     assert any("alice.ops" in entry.text for entry in report.ticket.journal), "the gate's note is in the journal"
-    [task] = report.tasks
-    assert task.execution == f"runbook-{number}" and task.step == "rotate logs" and task.close_code == "successful"
-    assert [(a.file_name, a.on) for a in report.attachments] == [("steps.log", number)]
+    # The runbook's own evidence: a closed task per step, the steps' output attached to the change.
+    assert [(t.execution, t.step, t.close_code) for t in report.tasks] == [
+        (f"runbook-{number}", "rotate logs", "successful"),
+        (f"runbook-{number}", "vacuum", "successful"),
+    ]
+    log = f"runbook-{number}.log"
+    assert [(a.file_name, a.on) for a in report.attachments] == [(log, number)]
     refs = {r.servicenow: r for r in report.cross_references}
-    assert refs[f"{number}.correlation_id"].agrees and refs[f"{task.number}.correlation_id"].agrees
+    assert refs[f"{number}.correlation_id"].agrees
+    assert all(refs[f"{t.number}.correlation_id"].agrees for t in report.tasks)
 
     page = to_markdown(report)
     assert f"# Audit of {number}" in page and "alice.ops" in page and approval.proof in page
-    assert "rotate logs" in page and "steps.log" in page and task.number in page
+    assert "rotate logs" in page and log in page and all(t.number in page for t in report.tasks)
     assert AuditReport.model_validate_json(report.model_dump_json()) == report
 
 

@@ -150,6 +150,7 @@ class ChangeStatus(StepProgress):
     result: ChangeResult | None = None
     ticket_events: list[TicketEvent] = []  # hints from ServiceNow about this change, newest last (kept: last 5)
     waiting: Waiting | None = None  # what the change waits for before it goes on (window, blackout, hold)
+    closed_notice: str = ""  # the Slack confirmation of the close: sent | off | not configured | failed: <why>
 
 
 class BeginInput(BaseModel):

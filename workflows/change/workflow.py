@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         Stop,
         TicketWatch,
     )
+    from workflows.evidence.models import CANCELED_NOTICE, CHANGE_CLOSED_NOTICE_PATCH, ChangeClosedInput
     from workflows.failures import failure_message
     from workflows.gate.models import (
         GATE_EMPTY_APPROVER,
@@ -411,10 +412,32 @@ class ChangeRequestWorkflow:
         if not self._watching:
             await closing
             self._set_ticket_state(ChangeState.CLOSED)
+            await self._confirm_closed(ticket, code, notes)
             return ChangeState.CLOSED.value
         state = await uncancellable(closing)
         self._set_ticket_state(ChangeState(state) if state in ChangeState._value2member_map_ else ChangeState.CLOSED)
+        await self._confirm_closed(ticket, code, notes)
         return state
+
+    async def _confirm_closed(self, ticket: ChangeTicket, code: CloseCode | None, notes: str) -> None:
+        """The Slack confirmation of the close (opt-in, the worker's setting decides): a courtesy that never fails
+        the change."""
+        if not workflow.patched(CHANGE_CLOSED_NOTICE_PATCH):
+            return
+        info = workflow.info()
+        notice = ChangeClosedInput(
+            number=ticket.number,
+            sys_id=ticket.sys_id,
+            close_code=code.value if code else CANCELED_NOTICE,
+            runbook=self._runbook.name if self._runbook else "",
+            summary=notes.splitlines()[0] if notes else "",
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+        )
+        try:
+            self._status.closed_notice = await calls.NOTIFY_CHANGE_CLOSED(notice)
+        except ActivityError as error:
+            self._status.closed_notice = f"failed: {failure_message(error)}"
 
     def _finish(self, result: ChangeResult) -> ChangeResult:
         self._status.phase = "done"

@@ -58,6 +58,7 @@ class OpenTaskInput(BaseModel):
     description: str = ""
     assignment_group: str = ""  # a group's name (the runbook's); empty: the CI's support group, then the change's
     cmdb_ci: str = ""  # sys_id
+    ci_name: str = ""  # the CI by name (a runbook's {host}, a wave's host), when the caller has no sys_id
     task_type: str = "implementation"
     state: str = "2"  # In Progress: a task is opened when its work starts (servicenow/change_task.py)
 
@@ -83,3 +84,23 @@ class CloseTaskInput(BaseModel):
     sys_id: str
     outcome: TaskOutcome
     close_notes: str  # the step's outcome and an excerpt of its output: scrubbed by the activity
+
+
+# -- the Slack confirmation of a closed change ------------------------------------------------------------------------
+# workflow.patched id: changes closed before it post nothing.
+CHANGE_CLOSED_NOTICE_PATCH = "change-closed-slack"
+# The close code of the confirmation of a change that was canceled (state Canceled: not implemented, no close code).
+CANCELED_NOTICE = "canceled"
+
+
+class ChangeClosedInput(BaseModel):
+    """What the confirmation says: the worker adds the links (ServiceNow's and the Temporal UI's base URLs live in
+    its settings) and posts only when CHANGELOOP_SLACK_CHANGE_CLOSED is on."""
+
+    number: str
+    sys_id: str
+    close_code: str  # a change_request close code, or CANCELED_NOTICE
+    runbook: str = ""
+    summary: str = ""  # the first line of the close notes
+    workflow_id: str
+    run_id: str = ""

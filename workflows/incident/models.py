@@ -29,6 +29,8 @@ RESOLVE_NOT_OPEN = "IncidentNotOpen"
 
 # workflow.patched id: failures before this code existed replay without an incident.
 INCIDENT_PATCH = "incident-on-failure"
+# workflow.patched id: incidents opened before it carry no attachment.
+INCIDENT_OUTPUT_PATCH = "incident-output-attached"
 
 
 def incident_workflow_id(failed_workflow_id: str) -> str:
@@ -47,6 +49,8 @@ class FailureReport(BaseModel):
     error_type: str = ""
     attempts: int = 0  # 0 = unknown
     log_lines: list[str] = []
+    # The failing step's output (scrubbed and capped by the step): attached to the incident as a file.
+    output: str = ""
     change_number: str = ""
     change_sys_id: str = ""
     ci_sys_ids: list[str] = []  # the change's cmdb_ci, ...
@@ -103,6 +107,7 @@ class IncidentStatus(BaseModel):
     incident: IncidentRef | None = None
     reason: str = ""  # why not opened / why the wait ended
     slack: str = ""  # sent | not configured | failed: <why>
+    attachment: str = ""  # the failing step's output on the incident: "<file name> (<bytes> bytes)", or why not
     opened_at: datetime | None = None
     resolve_by: datetime | None = None  # when the workflow stops waiting
     resolved_at: datetime | None = None

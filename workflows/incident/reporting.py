@@ -64,7 +64,8 @@ def generic_report(error: BaseException) -> FailureReport:
 
 
 def step_report(record: StepRecord | None, fallback: BaseException, **fields: object) -> FailureReport:
-    """A runbook step's failure: the step record carries the activity's message, type and attempt count."""
+    """A runbook step's failure: the step record carries the activity's message, type and attempt count; the
+    runbook's failure (`fallback`, or the child's failure it wraps) carries the step's output."""
     if record is None:
         return generic_report(fallback).model_copy(update=fields)
     return FailureReport(
@@ -74,7 +75,20 @@ def step_report(record: StepRecord | None, fallback: BaseException, **fields: ob
         error_type=record.error_type,
         attempts=record.attempts,
         log_lines=record.detail.splitlines(),
+        output=failed_output(fallback),
     ).model_copy(update=fields)
+
+
+def failed_output(error: BaseException) -> str:
+    """The failing step's output a runbook put in its failure's details (RunbookResult.failed_output), found along
+    the cause chain (a change sees it through its child's failure); '' when none carries one."""
+    link: BaseException | None = error
+    while link is not None:
+        details = link.details if isinstance(link, ApplicationError) else ()
+        if details and isinstance(details[0], dict) and isinstance(details[0].get("failed_output"), str):
+            return str(details[0]["failed_output"])
+        link = getattr(link, "cause", None)
+    return ""
 
 
 def step_attempts(error: ActivityError, step: StepPlan) -> int:

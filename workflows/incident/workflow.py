@@ -21,7 +21,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows import calls
     from workflows.cancellation import passes_through
     from workflows.change.models import NoteInput
+    from workflows.evidence import writes
+    from workflows.evidence.models import AttachInput
     from workflows.incident.models import (
+        INCIDENT_OUTPUT_PATCH,
         RESOLVE_NO_RESOLVER,
         RESOLVE_NOT_OPEN,
         RESOLVE_WRONG_INCIDENT,
@@ -121,6 +124,7 @@ class OpenIncidentWorkflow:
         self._status.opened_at = workflow.now()
         self._status.resolve_by = self._status.opened_at + policy.resolve_wait
         await self._tell(incident)
+        await self._attach_output(incident, request)
         if impact.change_sys_id:
             await self._note_change(impact.change_sys_id, incident, request)
         await self._slack(incident, request)
@@ -177,6 +181,28 @@ class OpenIncidentWorkflow:
                 await workflow.get_external_workflow_handle(workflow_id).signal(SIGNAL_INCIDENT_OPENED, incident)
             except Exception as error:
                 workflow.logger.info("could not tell %s about %s: %s", workflow_id, incident.number, error)
+
+    async def _attach_output(self, incident: IncidentRef, request: IncidentRequest) -> None:
+        """The failing step's output (or the failure's log lines) on the incident, once: `<failed workflow id>.log`."""
+        text = request.output or "\n".join(request.log_lines)
+        if not text.strip() or not incident.sys_id or not workflow.patched(INCIDENT_OUTPUT_PATCH):
+            return
+        where = f" at step '{request.step}'" if request.step else ""
+        header = (
+            f"changeloop: {request.workflow_type or 'workflow'} {request.failed_workflow_id} failed{where}"
+            + (f" ({request.error_type})" if request.error_type else "")
+            + (f" after {request.attempts} attempt(s)" if request.attempts else "")
+            + f".\n{'Output of the failing step' if request.output else 'What the failure says'} "
+            "(scrubbed of the worker's secrets):\n\n"
+        )
+        self._status.attachment = await writes.attach(
+            AttachInput(
+                table="incident",
+                sys_id=incident.sys_id,
+                file_name=f"{request.failed_workflow_id}.log",
+                text=header + text,
+            )
+        )
 
     async def _note_change(self, change_sys_id: str, incident: IncidentRef, request: IncidentRequest) -> None:
         text = (

@@ -24,6 +24,9 @@ RUNBOOK_BY_REFERENCE = "runbook-by-reference"
 # The error type when a run's runbook is unknown, unpinned or changed in the worker's registry (never retried).
 REGISTRY_CHANGED = "RegistryChanged"
 INLINE_RUNBOOK_REFUSED = "InlineRunbookRefused"
+# Evidence on the ticket (issue 15): a change task per step, and the steps' output attached to the change at the end.
+STEP_TASKS_PATCH = "runbook-step-tasks"
+STEP_LOG_PATCH = "runbook-step-log-attached"
 
 
 def runbook_workflow_id(number: str) -> str:
@@ -74,6 +77,12 @@ class RunbookPlan(BaseModel):
     note_batch_seconds: float = 10.0
     window: str = "respect"  # respect | ignore: the change's planned window and ServiceNow's schedules
     window_end: str = "finish"  # finish | roll_back: what runs when the planned end passes
+    tasks: str = "none"  # per_step: a change task per step (a wave: canary, troubled hosts, summary)
+    task_group: str = ""  # the tasks' assignment group (a name); empty: the CI's support group
+
+    @property
+    def tasks_per_step(self) -> bool:
+        return self.tasks == "per_step"
 
     @classmethod
     def of(cls, runbook: Runbook) -> RunbookPlan:
@@ -144,6 +153,8 @@ class RunbookResult(BaseModel):
     # The ticket watch stopped the run before its end (workflows/change/watch.py): `canceled_in_servicenow` or
     # `window_ended`; `error` says why and what did not run.
     stopped: str = ""
+    # Of a failed run: the failing step's output (scrubbed and capped by the step), for the incident's attachment.
+    failed_output: str = ""
 
 
 class RunbookStatus(StepProgress):
@@ -151,6 +162,7 @@ class RunbookStatus(StepProgress):
     result: RunbookResult | None = None
     gate: GateState | None = None  # set once the run knows its runbook is destructive
     waiting: Waiting | None = None  # paused between steps by the ticket watch (on hold, blackout)
+    log: str = ""  # the steps' output attached to the change: "<file name> (<bytes> bytes)", or why not
 
 
 # -- activity inputs/outputs (workflows call activities by name; they never import activities/) ---------------------
@@ -176,4 +188,5 @@ class StepInput(BaseModel):
 
 
 class StepOutput(BaseModel):
+    # Scrubbed and capped by the step (CHANGELOOP_STEP_OUTPUT_MAX_BYTES): the runbook keeps it for its log.
     output: str = ""

@@ -21,6 +21,12 @@ Since TICKET_WATCH (README "Windows, holds and conflicts"):
 - Cancelled, it marks the step that was running `canceled` (a command step is killed: its activity is cancelled and
   the process with it; a step declared `on_cancel: finish` runs to its end first and keeps its own outcome), tells
   its parent, writes its pending notes, and ends CANCELED: no incident, and nothing runs after that.
+
+Evidence on the ticket (README "Evidence on the ticket"): a runbook with `tasks: per_step` opens one change task per
+step when the step starts and closes it with the step's outcome; every step's output is kept here (workflows/
+runbook/log.py) and attached to the change as `<workflow id>.log` when the run ends - succeeded, failed, stopped or
+canceled (then as cleanup a second cancel cannot cut). Both behind patches: histories recorded before replay as they
+ran.
 """
 
 from __future__ import annotations
@@ -36,16 +42,22 @@ with workflow.unsafe.imports_passed_through():
     from workflows.cancellation import cancel_requested, canceled_by_request, passes_through, uncancellable
     from workflows.change.models import SIGNAL_TICKET_CHANGED, NoteInput, TicketEvent, Waiting
     from workflows.change.watch import TICKET_WATCH, Stop, TicketWatch, pass_gate_watched
+    from workflows.evidence import writes
+    from workflows.evidence.models import AttachInput, OpenTaskInput, TaskOutcome, TaskRef, task_key
+    from workflows.evidence.text import excerpt
     from workflows.failures import error_type, failure_message, root_cause
     from workflows.flow.models import FlowName
     from workflows.gate.gate import Gate, GateHolder
     from workflows.incident.models import FailureReport
     from workflows.incident.reporting import step_attempts, step_report
+    from workflows.runbook.log import StepLog, keep, log_file_name, render
     from workflows.runbook.models import (
         INLINE_RUNBOOK_REFUSED,
         REGISTRY_CHANGED,
         RUNBOOK_BY_REFERENCE,
         SIGNAL_STEP_PROGRESS,
+        STEP_LOG_PATCH,
+        STEP_TASKS_PATCH,
         RunbookPlan,
         RunbookResult,
         RunbookRun,
@@ -58,6 +70,15 @@ with workflow.unsafe.imports_passed_through():
 
 # Refusals of the run itself (nothing ran): no incident, the caller is told why.
 REFUSED = (INLINE_RUNBOOK_REFUSED, REGISTRY_CHANGED)
+
+
+def step_failure_output(error: ActivityError) -> str:
+    """The output a failed step returned with its failure (activities/runbook/steps.py puts it in the details)."""
+    cause = error.cause
+    details = cause.details if isinstance(cause, ApplicationError) else ()
+    if details and isinstance(details[0], dict) and isinstance(details[0].get("output"), str):
+        return str(details[0]["output"])
+    return ""
 
 
 async def resolve_plan(run: RunbookRun) -> RunbookPlan:
@@ -108,6 +129,12 @@ class RunbookWorkflow(GateHolder):
         self._writing: asyncio.Task[None] | None = None  # the work note being written beside the steps
         self._step_time = timedelta(0)
         self._running: tuple[str, datetime] | None = None  # the step in flight: name, start
+        # Evidence: each step's output for the log, the task of the step in flight (its request until it is open).
+        self._logs: list[StepLog] = []
+        self._step_task: OpenTaskInput | None = None
+        self._step_task_ref: TaskRef | None = None
+        self._step_close: tuple[TaskOutcome, str] | None = None  # how the step in flight's task is to be closed
+        self._tasks_on: bool | None = None
 
     @workflow.query(name="status")
     def status(self) -> RunbookStatus:
@@ -139,16 +166,22 @@ class RunbookWorkflow(GateHolder):
         try:
             result = await self._run_steps(run)
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as error:
-            if not (self._watching and canceled_by_request(error)):
+            if not canceled_by_request(error):
+                raise
+            if not self._watching:  # as recorded before TICKET_WATCH: the evidence only, then the cancel ends it
+                await uncancellable(self._wind_down_evidence(run))
                 raise
             await uncancellable(self._wind_down(run))
             self._gate.close("the runbook was canceled")
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise asyncio.CancelledError(workflow.cancellation_reason() or "canceled") from None
-        except ApplicationError:
+        except ApplicationError as error:
+            failed = next((s.name for s in self._status.steps if s.outcome == StepOutcome.FAILED), "")
+            await self._attach_log(run, f"FAILED at step '{failed}'" if failed else f"FAILED ({error.type})")
             self._gate.close("the runbook has ended")
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise
+        await self._attach_log(run, f"stopped: {result.stopped}" if result.stopped else "succeeded")
         self._gate.close("the runbook has ended")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
@@ -186,6 +219,7 @@ class RunbookWorkflow(GateHolder):
                     steps=self._status.steps,
                     failed_step=step.name,
                     error=record.detail,
+                    failed_output=self._logs[-1].output if self._logs else "",
                 )
                 self._status.result = result
                 raise ApplicationError(
@@ -228,9 +262,13 @@ class RunbookWorkflow(GateHolder):
                 detail="canceled while running: the step's activity was cancelled (a command is killed)",
             )
             self._status.record_step(record)
+            if self._plan is not None:
+                index = next((i for i, s in enumerate(self._plan.steps) if s.name == name), len(self._logs))
+                keep(self._logs, StepLog(index=index, record=record, output=""))
             await self._report(run, record)
         self._status.step = ""
         await self._flush(run, drain=True)
+        await self._wind_down_evidence(run)
 
     def _mirror_wait(self, waiting: Waiting | None) -> None:
         self._status.waiting = waiting
@@ -246,7 +284,18 @@ class RunbookWorkflow(GateHolder):
             self._route = await calls.RESOLVE_SITE(SiteQuery(ci_name=host))
 
     async def _run_step(self, run: RunbookRun, plan: RunbookPlan, index: int, step: StepPlan) -> StepRecord:
+        """The step's activity, with its change task around it (evidence) and its output kept for the log."""
         self._status.step = step.name
+        await self._open_step_task(run, plan, index, step)
+        record, output, canceled = await self._execute_step(run, plan, index, step)
+        await self._step_done(index, record, output, canceled=canceled)
+        return record
+
+    async def _execute_step(
+        self, run: RunbookRun, plan: RunbookPlan, index: int, step: StepPlan
+    ) -> tuple[StepRecord, str, bool]:
+        """The step's record, its output and whether a cancel request cut it (before TICKET_WATCH; since, a cancel
+        request is raised to the run's wind-down)."""
         started = workflow.now()
         request = StepInput(runbook=plan.name, digest=plan.digest, index=index, name=step.name, variables=run.variables)
         run_step = calls.RUN_STEP.narrowed(
@@ -258,7 +307,7 @@ class RunbookWorkflow(GateHolder):
                 output = await run_step(request, task_queue=self._route.task_queue)
             else:
                 if left <= timedelta(0):
-                    return self._timed_out(step, started, plan)
+                    return self._timed_out(step, started, plan), "", False
                 # The runbook's timeout bounds step time: this step may use what is left of it, retries included.
                 # Cancelled, the run waits until the step has stopped (its command killed), not only asked to.
                 bounded = run_step.narrowed(
@@ -282,8 +331,8 @@ class RunbookWorkflow(GateHolder):
                 raise
             self._running = None
             if self._watching and workflow.now() - started >= left:
-                return self._timed_out(step, started, plan, failure_message(error))
-            return StepRecord(
+                return self._timed_out(step, started, plan, failure_message(error)), step_failure_output(error), False
+            failed = StepRecord(
                 name=step.name,
                 outcome=StepOutcome.FAILED,
                 started_at=started,
@@ -293,13 +342,99 @@ class RunbookWorkflow(GateHolder):
                 error_type=error_type(root_cause(error)),
                 attempts=step_attempts(error, step),
             )
-        return StepRecord(
+            return failed, step_failure_output(error), canceled_by_request(error)
+        succeeded = StepRecord(
             name=step.name,
             outcome=StepOutcome.SUCCEEDED,
             started_at=started,
             ended_at=workflow.now(),
             detail=output.output.strip()[-300:],
         )
+        return succeeded, output.output, False
+
+    # -- evidence: a task per step, the steps' log on the change ----------------------------------------------------
+    def _tasks_wanted(self, run: RunbookRun, plan: RunbookPlan) -> bool:
+        if self._tasks_on is None:
+            self._tasks_on = bool(plan.tasks_per_step and run.change_sys_id) and workflow.patched(STEP_TASKS_PATCH)
+        return self._tasks_on
+
+    async def _open_step_task(self, run: RunbookRun, plan: RunbookPlan, index: int, step: StepPlan) -> None:
+        if not self._tasks_wanted(run, plan):
+            return
+        workflow_id = workflow.info().workflow_id
+        self._step_task = OpenTaskInput(
+            change_sys_id=run.change_sys_id,
+            key=task_key(workflow_id, step.name),
+            short_description=f"{plan.name}: step {index + 1}/{len(plan.steps)} '{step.name}'",
+            description=(
+                f"changeloop runs step {index + 1} of {len(plan.steps)}, '{step.name}', of runbook '{plan.name}'"
+                + (f" for {run.change_number}" if run.change_number else "")
+                + f".\nExecution: {workflow_id}"
+            ),
+            assignment_group=plan.task_group,
+            ci_name=run.variables.get("host", ""),
+        )
+        self._step_task_ref = await writes.open_task(self._step_task)
+
+    async def _step_done(self, index: int, record: StepRecord, output: str, *, canceled: bool = False) -> None:
+        """Keep the step's output for the log, and close its task with the outcome and the output's end."""
+        keep(self._logs, StepLog(index=index, record=record, output=output))
+        if self._step_task is None:
+            return
+        seconds = ((record.ended_at or record.started_at) - record.started_at).total_seconds()
+        if record.outcome == StepOutcome.SUCCEEDED:
+            outcome, words = TaskOutcome.COMPLETE, f"Step '{record.name}' succeeded in {seconds:.1f} s."
+        else:
+            outcome = TaskOutcome.INCOMPLETE
+            why = "canceled while it ran" if canceled else "FAILED"
+            words = f"Step '{record.name}' {why} after {seconds:.1f} s: {record.detail}"
+        notes = f"{words}\nExecution: {workflow.info().workflow_id}"
+        if output.strip():
+            notes += f"\n\nOutput (end; the full output is in {log_file_name(workflow.info().workflow_id)}):\n"
+            notes += excerpt(output)
+        self._step_close = (outcome, notes)
+        await self._close_step_task()
+
+    async def _close_step_task(self) -> None:
+        """Close the task of the step in flight with `_step_close`; one canceled while it was being opened is found
+        (the open looks its key up) and closed too."""
+        assert self._step_close is not None
+        outcome, notes = self._step_close
+        ref = self._step_task_ref
+        if ref is None and self._step_task is not None and outcome == TaskOutcome.CANCELED:
+            ref = await writes.open_task(self._step_task)
+        if ref is not None:
+            await writes.close_task(ref.sys_id, outcome, notes)
+        self._step_task, self._step_task_ref, self._step_close = None, None, None
+
+    async def _attach_log(self, run: RunbookRun, ended: str) -> None:
+        """Every step's output, one text file on the change; a repeated close finds it there and uploads nothing."""
+        if not self._logs or not run.change_sys_id or self._plan is None or not workflow.patched(STEP_LOG_PATCH):
+            return
+        workflow_id = workflow.info().workflow_id
+        text = render(
+            runbook=self._plan.name,
+            workflow_id=workflow_id,
+            change_number=run.change_number,
+            step_names=[step.name for step in self._plan.steps],
+            logs=self._logs,
+            ended=ended,
+        )
+        request = AttachInput(
+            table="change_request", sys_id=run.change_sys_id, file_name=log_file_name(workflow_id), text=text
+        )
+        self._status.log = await writes.attach(request)
+
+    async def _wind_down_evidence(self, run: RunbookRun) -> None:
+        """After a cancel request (uncancellable): the task of the step in flight closed, the log attached."""
+        if self._step_task is not None:
+            if self._step_close is None:  # the step had not ended: it was cut by the cancel
+                started = self._step_task_ref is not None
+                why = "while this step ran" if started else "before this step started"
+                outcome = TaskOutcome.INCOMPLETE if started else TaskOutcome.CANCELED
+                self._step_close = (outcome, f"Canceled: the runbook was canceled {why}.")
+            await self._close_step_task()
+        await self._attach_log(run, "canceled")
 
     def _timed_out(self, step: StepPlan, started: datetime, plan: RunbookPlan, cause: str = "") -> StepRecord:
         detail = f"the runbook's timeout ({plan.timeout}) of step time ran out"

@@ -199,6 +199,10 @@ class WaveState(BaseModel):
     last_flush: datetime | None = None
     started_at: datetime | None = None
     runs: int = 1
+    # Evidence (runbook `tasks: per_step`): the wave's open change tasks by name (canary, summary) -> sys_id, and the
+    # failed or rolled-back hosts whose task is not filed yet.
+    tasks: dict[str, str] = {}
+    troubled: list[str] = []
 
 
 class WaveStatus(BaseModel):
@@ -218,6 +222,7 @@ class WaveStatus(BaseModel):
     run: int = 1
     counts: WaveCounts = WaveCounts()
     hosts: list[WaveHost] = []
+    report: list[str] = []  # the per-host CSV on the change: "<file name> (<bytes> bytes)" per part, or why not
 
 
 class WatchInput(BaseModel):

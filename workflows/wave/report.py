@@ -3,6 +3,8 @@ so the workflow stays about orchestration (and these are deterministic by constr
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
 
 from config.runbooks import WaveParams
@@ -16,6 +18,10 @@ from workflows.wave.models import (
     patch_host_workflow_id,
 )
 
+# The per-host CSV is attached from the workflow: each part stays far below Temporal's 2 MB payload limit.
+CSV_PART_BYTES = 1_000_000
+CSV_DETAIL_CHARS = 500
+CSV_HEADER = ["ci", "outcome", "detail", "workflow_id", "execution_link"]
 SUMMARY_LINES_PER_NOTE = 250
 CLOSE_NOTES_HOSTS = 30  # close_notes name the first troubled hosts; the work notes have them all  # a journal entry stays readable and well under any field limit
 STARTED = {CiState.RUNNING, CiState.PATCHED, CiState.ROLLED_BACK, CiState.FAILED, CiState.CANCELED}
@@ -139,8 +145,36 @@ def headline(c: WaveCounts) -> str:
     return ", ".join(parts) + f" of {c.total} CI(s)"
 
 
-def close_summary(state: WaveState, number: str, workflow_id: str) -> str:
-    """The change's close_notes: the headline and the hosts that need a look; the full list is in the work notes."""
+def _csv_line(row: list[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(row)
+    return out.getvalue()
+
+
+def csv_name(workflow_id: str, part: int = 1) -> str:
+    return f"{workflow_id}.csv" if part == 1 else f"{workflow_id}-part{part}.csv"
+
+
+def csv_parts(state: WaveState, number: str, workflow_id: str) -> list[tuple[str, str]]:
+    """The per-host report as CSV (file name, text): every CI with its outcome, detail and execution link, sorted
+    by name; split in parts of at most CSV_PART_BYTES, each with the header, for a wave of many thousand CIs."""
+    header = _csv_line(CSV_HEADER)
+    parts: list[list[str]] = [[]]
+    size = len(header)
+    for row in hosts(state, number):
+        detail = row.detail if len(row.detail) <= CSV_DETAIL_CHARS else row.detail[: CSV_DETAIL_CHARS - 1] + "…"
+        line = _csv_line([row.ci, row.state.value, detail, row.workflow_id, row.url])
+        if parts[-1] and size + len(line.encode()) > CSV_PART_BYTES:
+            parts.append([])
+            size = len(header)
+        parts[-1].append(line)
+        size += len(line.encode())
+    return [(csv_name(workflow_id, n + 1), header + "".join(lines)) for n, lines in enumerate(parts)]
+
+
+def close_summary(state: WaveState, number: str, workflow_id: str, csv_file: str = "") -> str:
+    """The change's close_notes: the headline and the hosts that need a look; the full list is in the work notes
+    (and in `csv_file`, attached to the change)."""
     verb = " canceled" if state.canceled else " stopped" if state.stopped_kind else ""
     lines = [f"Patch wave {workflow_id}{verb}: {headline(counts(state))}."]
     if state.stopped:
@@ -150,5 +184,6 @@ def close_summary(state: WaveState, number: str, workflow_id: str) -> str:
         lines.append(f"- {name}: {LABELS[state.states[name]]} - {detail(state, name)}")
     if len(troubled) > CLOSE_NOTES_HOSTS:
         lines.append(f"- ... and {len(troubled) - CLOSE_NOTES_HOSTS} more")
-    lines.append("Every CI with its outcome and execution link: see the wave summary work note.")
+    where = f"the wave summary work note and the attached {csv_file}" if csv_file else "the wave summary work note"
+    lines.append(f"Every CI with its outcome and execution link: see {where}.")
     return "\n".join(lines)

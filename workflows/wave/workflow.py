@@ -24,6 +24,11 @@ or blocked by a blackout, no new host starts until it may; canceled in ServiceNo
 down as a cancel does; past its planned end, running hosts finish (or roll back: the runbook's `window_end:
 roll_back`). Either way no further host starts, the rest are "not attempted", and the wave returns why to its change
 (`stopped`) instead of failing.
+Evidence on the ticket: at its end (finished, stopped or canceled) the wave attaches its per-host report to the
+change as CSV (`wave-<number>.csv`: every CI with its outcome, detail and execution link); with `tasks: per_step` it
+also files change tasks: one for the canary (opened when the first canary host starts, closed when it is judged),
+one per failed or rolled-back host (opened and closed when the host reports), and one summary task (opened with the
+plan, closed with the wave). Each is found again by its key, so a retry or a restart files nothing twice.
 
 Optional canary: the first `canary` CIs run first; if any of them is not patched, nothing else starts. Failure
 budget: once more than `failure_budget_percent` of the installed CIs failed or were rolled back, no new host
@@ -62,6 +67,8 @@ with workflow.unsafe.imports_passed_through():
         TicketWatch,
         pass_gate_watched,
     )
+    from workflows.evidence import writes
+    from workflows.evidence.models import AttachInput, OpenTaskInput, TaskOutcome, task_key
     from workflows.failures import failure_message
     from workflows.gate.gate import Gate, GateHolder, pass_gate
     from workflows.runbook.models import SIGNAL_STEP_PROGRESS, RunbookPlan, RunbookResult
@@ -90,6 +97,9 @@ with workflow.unsafe.imports_passed_through():
 FAILURES = (CiState.ROLLED_BACK, CiState.FAILED)
 # Histories from before this run watched the children it inherited through continue-as-new (`_watch_inherited`).
 WATCH_INHERITED_PATCH = "wave-watch-inherited-hosts"
+# Histories from before the wave filed change tasks and attached its per-host CSV (issue 15).
+WAVE_EVIDENCE_PATCH = "wave-evidence"
+CANARY_TASK, SUMMARY_TASK = "canary", "summary"
 
 
 @workflow.defn(name="PatchWaveWorkflow")
@@ -117,6 +127,8 @@ class PatchWaveWorkflow(GateHolder):
         self._ticket_watch: TicketWatch | None = None
         self._hinted = False
         self._window_timer: asyncio.Task[None] | None = None
+        self._evidence: bool | None = None  # decided once per run, where the first evidence write would be
+        self._report_files: list[str] = []
 
     def _read_params(self) -> None:
         if self._entry is None:
@@ -146,6 +158,7 @@ class PatchWaveWorkflow(GateHolder):
             run=state.runs,
             counts=report.counts(state),
             hosts=report.hosts(state, number),
+            report=self._report_files,
         )
 
     @workflow.signal(name=SIGNAL_TICKET_CHANGED)
@@ -171,6 +184,7 @@ class PatchWaveWorkflow(GateHolder):
         if done.outcome in (HostOutcome.ROLLED_BACK, HostOutcome.FAILED):  # a canceled host is no failure
             self._failures += 1
             self._check_budget(done.ci)
+            state.troubled.append(done.ci)  # its change task is filed by the run (`_file_host_tasks`)
 
     def _check_budget(self, ci: str) -> None:
         state, budget = self._state, self._params.failure_budget_percent
@@ -217,6 +231,7 @@ class PatchWaveWorkflow(GateHolder):
                 if gate is not None:
                     return gate
                 await self._plan()
+                await self._open_wave_task(SUMMARY_TASK)
             while not self._state.exhausted and not self._state.stopped_kind:
                 if self._ticket_watch is not None:
                     stop = await self._ticket_watch.guard("the next CMDB page", schedules=True, read=True)
@@ -293,6 +308,8 @@ class PatchWaveWorkflow(GateHolder):
         state, params = self._state, self._params
         if self._canary_pending() and len(state.canary) >= params.canary:
             await self._judge_canary()
+        if params.canary > 0 and not state.canary and not state.stopped:
+            await self._open_wave_task(CANARY_TASK)  # the canary's first host is about to start
         if not state.stopped:
             await self._wait(lambda: self._running < params.max_parallel or bool(state.stopped))
         if not state.stopped and self._ticket_watch is not None:
@@ -399,10 +416,12 @@ class PatchWaveWorkflow(GateHolder):
         if bad:
             state.stopped = f"canary failed on {', '.join(bad)}; no other host was started"
             state.stopped_phase = "canary"
+            await self._close_wave_task(CANARY_TASK, TaskOutcome.INCOMPLETE, self._canary_notes())
             await self._report_step("canary", StepOutcome.FAILED, started, state.stopped)
             return
         state.canary_passed = True
         state.pending_notes.append(f"Canary passed ({', '.join(state.canary)}): patching the rest.")
+        await self._close_wave_task(CANARY_TASK, TaskOutcome.COMPLETE, self._canary_notes())
         await self._report_step("canary", StepOutcome.SUCCEEDED, started, f"{len(state.canary)} host(s) patched")
 
     # -- waiting, notes, the end -------------------------------------------------------------------------------------
@@ -411,6 +430,7 @@ class PatchWaveWorkflow(GateHolder):
         while True:
             seen = self._wakeups
             await self._flush(force=False)
+            await self._file_host_tasks()
             if done():
                 return
             await workflow.wait_condition(lambda seen=seen: done() or self._wakeups != seen)  # type: ignore[misc]
@@ -465,7 +485,8 @@ class PatchWaveWorkflow(GateHolder):
         workflow_id = workflow.info().workflow_id
         for text in report.summary_notes(state, self._run.change_number, workflow_id):
             await self._note(text)
-        summary = report.close_summary(state, self._run.change_number, workflow_id)
+        summary = report.close_summary(state, self._run.change_number, workflow_id, self._csv_name())
+        await self._file_evidence(TaskOutcome.INCOMPLETE, summary)
         await self._report_step("patch hosts", StepOutcome.CANCELED, started, summary)
         self._stop_watching()
         self._stop_window_timer()
@@ -545,11 +566,12 @@ class PatchWaveWorkflow(GateHolder):
         for text in report.summary_notes(state, run.change_number, workflow_id):
             await self._note(text)
         counts = report.counts(state)
-        summary = report.close_summary(state, run.change_number, workflow_id)
+        summary = report.close_summary(state, run.change_number, workflow_id, self._csv_name())
         started = state.started_at or workflow.now()
-        self._phase = "done"
         if state.stopped_kind:
             # Stopped by the ticket watch: an answer for the change to close by, not a failure (no incident).
+            await self._file_evidence(TaskOutcome.INCOMPLETE, f"Stopped: {state.stopped}\n{summary}")
+            self._phase = "done"
             await self._report_step("patch hosts", StepOutcome.CANCELED, started, summary)
             return RunbookResult(
                 runbook=run.name,
@@ -566,6 +588,13 @@ class PatchWaveWorkflow(GateHolder):
             problem = f"no installed CI of {', '.join(self._params.ci_classes)} is related to the application"
         elif counts.patched == 0:
             problem = f"every host failed: {report.headline(counts)}"
+        issues = counts.rolled_back + counts.failed + counts.canceled > 0
+        if problem:
+            outcome = TaskOutcome.INCOMPLETE
+        else:
+            outcome = TaskOutcome.COMPLETE_WITH_ISSUES if issues else TaskOutcome.COMPLETE
+        await self._file_evidence(outcome, f"Stopped: {problem}\n{summary}" if problem else summary)
+        self._phase = "done"
         if problem:
             step = state.stopped_phase or "patch hosts"
             if step != "canary":
@@ -577,7 +606,6 @@ class PatchWaveWorkflow(GateHolder):
                 non_retryable=True,
             )
         await self._report_step("patch hosts", StepOutcome.SUCCEEDED, started, report.headline(counts))
-        issues = counts.rolled_back + counts.failed + counts.canceled > 0
         return RunbookResult(
             runbook=run.name,
             succeeded=True,
@@ -585,3 +613,118 @@ class PatchWaveWorkflow(GateHolder):
             summary=summary,
             output={key: str(value) for key, value in counts.model_dump().items()},
         )
+
+    # -- evidence: change tasks and the per-host CSV (README "Evidence on the ticket") -------------------------------
+    def _evidence_on(self) -> bool:
+        if self._evidence is None:
+            self._evidence = bool(self._run.change_sys_id) and workflow.patched(WAVE_EVIDENCE_PATCH)
+        return self._evidence
+
+    def _csv_name(self) -> str:
+        return report.csv_name(workflow.info().workflow_id) if self._evidence_on() else ""
+
+    def _tasks_on(self) -> bool:
+        return self._entry is not None and self._entry.tasks_per_step and self._evidence_on()
+
+    def _task_request(self, name: str, short: str, description: str, ci_name: str = "") -> OpenTaskInput:
+        assert self._entry is not None
+        return OpenTaskInput(
+            change_sys_id=self._run.change_sys_id,
+            key=task_key(workflow.info().workflow_id, name),
+            short_description=short,
+            description=description,
+            assignment_group=self._entry.task_group,
+            ci_name=ci_name,
+        )
+
+    def _wave_task_request(self, name: str) -> OpenTaskInput:
+        workflow_id, state = workflow.info().workflow_id, self._state
+        link = report.link(state, workflow_id)
+        if name == CANARY_TASK:
+            short = f"Patch wave {workflow_id}: canary ({self._params.canary} host(s))"
+            what = f"The first {self._params.canary} host(s) of patch wave {workflow_id} patch first"
+            what += "; if any of them is not patched, no other host starts."
+        else:
+            short = f"Patch wave {workflow_id}: summary"
+            what = f"Patch wave {workflow_id} to {self._params.target_level}"
+            what += f" over {state.plan.application}." if state.plan else "."
+        return self._task_request(name, short, f"{what}\nExecution: {link or workflow_id}")
+
+    async def _open_wave_task(self, name: str) -> str:
+        """The wave task `name` (canary, summary), opened once: its sys_id is carried through continue-as-new."""
+        state = self._state
+        if name not in state.tasks and self._tasks_on():
+            ref = await writes.open_task(self._wave_task_request(name))
+            if ref is not None:
+                state.tasks[name] = ref.sys_id
+        return state.tasks.get(name, "")
+
+    async def _close_wave_task(self, name: str, outcome: TaskOutcome, notes: str) -> None:
+        """Closed once; one a continued run never opened (an upgrade mid-wave) is opened now, at its first need."""
+        if not self._tasks_on():
+            return
+        if sys_id := await self._open_wave_task(name):
+            await writes.close_task(sys_id, outcome, notes)
+            self._state.tasks.pop(name, None)
+
+    def _canary_notes(self) -> str:
+        state, number = self._state, self._run.change_number
+        lines = [f"Canary {'passed' if state.canary_passed else 'FAILED'}: {', '.join(state.canary)}."]
+        for name in state.canary:
+            label = report.LABELS[state.states[name]]
+            detail = report.detail(state, name)
+            lines.append(f"- {name}: {label}" + (f" - {detail}" if detail else ""))
+            lines.append(f"  {report.link(state, patch_host_workflow_id(number, name))}")
+        return "\n".join(lines)
+
+    async def _file_host_tasks(self) -> None:
+        """A task per failed or rolled-back host, opened and closed as it reports (the host's work is over)."""
+        state = self._state
+        if not state.troubled:
+            return
+        hosts = list(state.troubled)
+        if self._tasks_on():
+            await asyncio.gather(*(self._host_task(ci) for ci in hosts))
+        del state.troubled[: len(hosts)]
+
+    async def _host_task(self, ci: str) -> None:
+        state, number = self._state, self._run.change_number
+        workflow_id = workflow.info().workflow_id
+        label, detail = report.LABELS[state.states[ci]], report.detail(state, ci)
+        link = report.link(state, patch_host_workflow_id(number, ci))
+        request = self._task_request(
+            f"host {ci}",
+            f"Patch wave {workflow_id}: {ci} {label}",
+            f"{ci} was {label} by patch wave {workflow_id}; a human looks at it.\nExecution: {link}",
+            ci_name=ci,
+        )
+        if ref := await writes.open_task(request):
+            notes = f"{ci}: {label}" + (f" - {detail}" if detail else "") + f"\nExecution: {link}"
+            await writes.close_task(ref.sys_id, TaskOutcome.INCOMPLETE, notes)
+
+    async def _attach_report(self) -> list[str]:
+        """The per-host report as CSV on the change (in parts for a wave of many thousand CIs), once each; the
+        file names."""
+        if not self._evidence_on():
+            return []
+        workflow_id = workflow.info().workflow_id
+        parts = report.csv_parts(self._state, self._run.change_number, workflow_id)
+        for file_name, text in parts:
+            request = AttachInput(
+                table="change_request",
+                sys_id=self._run.change_sys_id,
+                file_name=file_name,
+                text=text,
+                content_type="text/csv",
+            )
+            self._report_files.append(await writes.attach(request))
+        return [file_name for file_name, _ in parts]
+
+    async def _file_evidence(self, outcome: TaskOutcome, summary: str) -> None:
+        """At the wave's end: the hosts' tasks, the CSV, the canary's task if still open, the summary task."""
+        await self._file_host_tasks()
+        files = ", ".join(await self._attach_report())
+        if CANARY_TASK in self._state.tasks:
+            await self._close_wave_task(CANARY_TASK, TaskOutcome.INCOMPLETE, f"Not judged: {summary}")
+        notes = summary + (f"\nPer-host report attached to the change: {files}" if files else "")
+        await self._close_wave_task(SUMMARY_TASK, outcome, notes)
