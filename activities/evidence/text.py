@@ -12,7 +12,7 @@ from __future__ import annotations
 from config.settings import Settings
 from ops.scrub import SCRUBBER
 
-CUT_LINE = "\n[... {cut} bytes cut by changeloop: the attachment cap is {cap} bytes ...]\n"
+CUT_LINE = "\n[... {cut} bytes cut by changeloop: the cap is {cap} bytes ...]\n"
 
 
 def clean(settings: Settings, text: str) -> str:

@@ -1,5 +1,5 @@
 """Evidence fixtures: a worker on its own task queue with the test workflows beside the product's, a small
-attachment cap, and a ServiceNow client that gives up on a hung answer after 2 s (so a write whose answer is lost
+attachment cap and step output cap, and a ServiceNow client that gives up on a hung answer after 2 s (so a write whose answer is lost
 is retried within the test); helpers that run one write and read the instance back."""
 
 from __future__ import annotations
@@ -26,11 +26,18 @@ from tests.evidence.evidence_workflows import EVIDENCE_TEST_WORKFLOWS
 from workflows.catalog import WORKFLOW_INTERCEPTORS, WORKFLOWS
 
 ATTACHMENT_CAP = 4096
+STEP_OUTPUT_CAP = 2048  # what a step returns of its output (CHANGELOOP_STEP_OUTPUT_MAX_BYTES)
 
 
 @pytest.fixture(scope="session")
 def evidence_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"task_queue": "evidence-test", "attachment_max_bytes": ATTACHMENT_CAP})
+    return settings.model_copy(
+        update={
+            "task_queue": "evidence-test",
+            "attachment_max_bytes": ATTACHMENT_CAP,
+            "step_output_max_bytes": STEP_OUTPUT_CAP,
+        }
+    )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

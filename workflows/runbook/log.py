@@ -71,13 +71,14 @@ def render(
     for index, name in enumerate(step_names):
         log = by_index.get(index)
         if log is None:
-            lines += [f"=== step {index + 1}/{total} '{name}': {NOT_RUN} ===", ""]
+            lines += [f"=== step {index + 1}/{total} '{name}' - {NOT_RUN} ===", ""]
             continue
         record = log.record
         outcome = record.outcome.value if record.outcome != StepOutcome.FAILED else "FAILED"
         attempts = f", {record.attempts} attempt(s)" if record.attempts else ""
         lines.append(
-            f"=== step {index + 1}/{total} '{name}': {outcome} in {_seconds(record):.1f} s{attempts} "
+            # No ':' after the name: the scrubber reads "'... secret': x" as a credential assignment.
+            f"=== step {index + 1}/{total} '{name}' - {outcome} in {_seconds(record):.1f} s{attempts} "
             f"({_stamp(record.started_at)} -> {_stamp(record.ended_at)}) ==="
         )
         if record.outcome == StepOutcome.FAILED and record.detail:
