@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import yaml
 from pydantic import SecretStr
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -42,10 +43,11 @@ from workflows.gate.models import Decision
 from workflows.incident.models import ResolveIncident, incident_workflow_id
 from workflows.poll.models import PollInput
 from workflows.reconcile.models import ReconcileInput
-from workflows.runbook.models import RunbookStatus
+from workflows.runbook.models import RunbookRun, RunbookStatus
 from workflows.wave.models import HostStatus, WaveRun, patch_host_workflow_id, wave_workflow_id
 
 HISTORIES = Path(__file__).with_name("histories")
+PENDING_ACTIVITY_STATE_STARTED = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
 # Runbooks and reconciliation configs by reference (name + digest): the histories of this shape carry this suffix.
 SUFFIX = os.environ.get("CHANGELOOP_HISTORY_SUFFIX", "_by_reference")
 
@@ -401,6 +403,107 @@ async def _true(value: object) -> bool:
     return bool(value)
 
 
+async def _step_running(client: Client, workflow_id: str, step: str) -> bool:
+    """The runbook is at `step` and a run_step activity has started (its task, opened before it, is open)."""
+    handle = client.get_workflow_handle(workflow_id)
+    if (await handle.query("status", result_type=RunbookStatus)).step != step:
+        return False
+    pending = (await handle.describe()).raw_description.pending_activities
+    return any(a.activity_type.name == "run_step" and a.state == PENDING_ACTIVITY_STATE_STARTED for a in pending)
+
+
+async def record_evidence(client: Client, settings: Settings, changes: Changes, sandbox_url: str) -> None:
+    """Issue 15's shapes (run with CHANGELOOP_HISTORY_SUFFIX=_with_evidence): the runbook's log attached at its end,
+    a change task per step (gated, failed, canceled mid-step), the failing step's output on the incident, a wave's
+    tasks and per-host CSV across continue-as-new and when canceled, the Slack confirmation of each closed change."""
+    registry = load_registry(TEST_REGISTRY)
+    ok = await changes.create(template="Restart application service")
+    handle = await start(client, settings, ok["number"])
+    await handle.result()
+    await _save(handle, "change_successful")
+    await _save(client.get_workflow_handle(f"runbook-{ok['number']}"), "runbook_successful")
+
+    gated = await changes.create(category="MaintenanceTasks")
+    handle = await start(client, settings, gated["number"])
+    await _gate_waiting(handle)
+    await handle.execute_update("decide", signed_decision(settings, handle.id, "alice.ops", Decision.APPROVED, "go"))
+    await handle.result()
+    await _save(handle, "change_gated_tasks_per_step")
+    await _save(client.get_workflow_handle(f"runbook-{gated['number']}"), "runbook_gated_tasks_per_step")
+
+    failing = await changes.create(category="Failing", ci="payments-api")
+    handle = await start(client, settings, failing["number"])
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    await _save(handle, "change_failed_incident_opened")
+    await _save(client.get_workflow_handle(f"runbook-{failing['number']}"), "runbook_failed")
+    incident = client.get_workflow_handle(incident_workflow_id(handle.id))
+    await incident.signal("resolve", ResolveIncident(resolved_by="bob.sre", fixed_by="change-CHG0099999"))
+    await incident.result()
+    await _save(incident, "incident_resolved_output_attached")
+
+    slow = await changes.create()
+    number = slow["number"]
+    runbook = await client.start_workflow(
+        "RunbookWorkflow",
+        RunbookRun(
+            runbook="slow_tasks",
+            digest=runbook_digest(registry.runbooks["slow_tasks"]),
+            change_number=number,
+            change_sys_id=slow["sys_id"],
+            variables={"host": "payments-api", "change": number},
+        ),
+        id=f"runbook-{number}",
+        task_queue=settings.task_queue,
+    )
+    for _ in range(600):
+        if await _step_running(client, runbook.id, "long wait"):
+            break
+        await asyncio.sleep(0.05)
+    await runbook.cancel()
+    with contextlib.suppress(WorkflowFailureError):
+        await runbook.result()
+    await _save(runbook, "runbook_canceled_mid_step_tasks_per_step")
+
+    async with httpx.AsyncClient(base_url=f"{sandbox_url}/fleet") as fleet:
+        await fleet.post("/reset")
+        await fleet.put("/hosts/fleet-17/faults", json={"patch_fails": True})
+        await fleet.put("/hosts/fleet-13/faults", json={"unhealthy_after_patch": True})
+        wave = await changes.create(template="Patch Linux servers", category="WaveTasks", ci="fleet")
+        handle = await start(client, settings, wave["number"])
+        await handle.result()
+        await _save(handle, "change_wave_tasks")
+        wave_id = wave_workflow_id(wave["number"])
+        runs = sorted([w async for w in client.list_workflows(f"WorkflowId = '{wave_id}'")], key=lambda w: w.start_time)
+        await _save(client.get_workflow_handle(wave_id, run_id=runs[0].run_id), "wave_tasks_first_run_continued_as_new")
+        await _save(client.get_workflow_handle(wave_id), "wave_tasks_last_run_successful_issues")
+
+        await fleet.post("/reset")
+        await fleet.put("/hosts/pay-web-02/faults", json={"slow_seconds": 1.5})
+        canceled = await changes.create(template="Patch Linux servers", ci="payments-api")
+        number = canceled["number"]
+        wave_handle = await client.start_workflow(
+            "PatchWaveWorkflow",
+            WaveRun(
+                runbook="patch_wave_tasks",
+                digest=runbook_digest(registry.runbooks["patch_wave_tasks"]),
+                change_number=number,
+                change_sys_id=canceled["sys_id"],
+            ),
+            id=wave_workflow_id(number),
+            task_queue=settings.task_queue,
+        )
+        for _ in range(600):
+            if await _host_step(client, patch_host_workflow_id(number, "pay-web-02")) == "patch":
+                break
+            await asyncio.sleep(0.05)
+        await wave_handle.cancel()
+        with contextlib.suppress(WorkflowFailureError):
+            await wave_handle.result()
+        await _save(wave_handle, "wave_tasks_canceled")
+        await fleet.post("/reset")
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     temporal = Path(sys.executable).parent / "temporal"
@@ -434,6 +537,7 @@ async def main() -> None:
                     "gate",
                     "exactly_once",
                     "ticket_watch",
+                    "evidence",
                 }  # e.g. `… record_histories reconcile`
                 if "change" in wanted:
                     await record(env.client, settings, Changes(sn))
@@ -449,6 +553,8 @@ async def main() -> None:
                     await record_exactly_once(env.client, settings, Changes(sn), sandbox.url)
                 if "ticket_watch" in wanted:
                     await record_ticket_watch(env.client, settings, Changes(sn), sandbox.url)
+                if "evidence" in wanted:
+                    await record_evidence(env.client, settings, Changes(sn), sandbox.url)
     await env.shutdown()
 
 
