@@ -114,7 +114,8 @@ async def walkthrough(config: DevConfig, console: Any, within: float) -> TicketR
 
 
 async def _evidence(config: DevConfig, console: Any, number: str, sys_id: str) -> None:
-    """What an auditor finds later: the files on the ticket, and the audit export of the change (starter/audit.py)."""
+    """What an auditor finds later: the files on the ticket (the runbook's log), and the audit export of the change
+    (starter/audit.py)."""
     from rich.markdown import Markdown
 
     from ops.connect import connect
@@ -128,6 +129,9 @@ async def _evidence(config: DevConfig, console: Any, number: str, sys_id: str) -
         files = await attachments.list_attachments(sn, "change_request", sys_id)
     names = ", ".join(f"{f.file_name} ({f.size} bytes)" for f in files)
     console.print(f"attachments on {number}: {names or 'none'}", highlight=False)
+    log = f"runbook-{number}.log"  # every step's output, attached by the runbook at its end
+    if log not in {f.file_name for f in files}:
+        raise DemoFailed(f"{number} has no {log}: the runbook attaches its steps' output to the change at its end")
     report = await build_audit(settings, await connect(settings), number)
     console.print(f"\naudit export of {number} (`changeloop audit {number} --format md`):")
     console.print(Markdown(to_markdown(report)))
