@@ -23,6 +23,7 @@ INCIDENTS_OPENED = "changeloop_incidents_opened"
 SERVICENOW_CALLS = "changeloop_servicenow_calls"
 CHANGE_IMPLEMENT_SECONDS = "changeloop_change_implement_seconds"
 CHANGE_CLOSE_SECONDS = "changeloop_change_close_seconds"
+SERVICENOW_RATELIMIT_LIMIT = "changeloop_servicenow_ratelimit_limit"
 
 # name -> (labels, meaning): the README's metrics table is this dict.
 COUNTERS: Mapping[str, tuple[str, str]] = {
@@ -41,6 +42,15 @@ COUNTERS: Mapping[str, tuple[str, str]] = {
 HISTOGRAMS: Mapping[str, tuple[str, str]] = {
     CHANGE_IMPLEMENT_SECONDS: ("", "seconds from the change workflow's start to the ticket in Implement"),
     CHANGE_CLOSE_SECONDS: ("outcome", "seconds from the change workflow's start to its end, by outcome"),
+}
+# name -> (labels, meaning) of the gauges: what the instance last said about the integration user's rate limit rule
+# (`X-RateLimit-Limit` and `X-RateLimit-Rule` on every call a rule matches). With the calls counter, a dashboard
+# shows the headroom: the limit less the calls of the last hour.
+GAUGES: Mapping[str, tuple[str, str]] = {
+    SERVICENOW_RATELIMIT_LIMIT: (
+        "rule",
+        "requests per hour the instance's rate limit rule allows the integration user",
+    ),
 }
 # A change waits for approvals, windows and holds: from a second to days.
 DURATION_BUCKETS = (
@@ -84,6 +94,7 @@ class CountingTransport(httpx.AsyncBaseTransport):
         # The same descriptions as `declare`: a counter created twice with two descriptions is exported as two series.
         self.calls = meter.create_counter(SERVICENOW_CALLS, COUNTERS[SERVICENOW_CALLS][1])
         self.incidents = meter.create_counter(INCIDENTS_OPENED, COUNTERS[INCIDENTS_OPENED][1])
+        self.rate_limit = meter.create_gauge(SERVICENOW_RATELIMIT_LIMIT, GAUGES[SERVICENOW_RATELIMIT_LIMIT][1])
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         labels = {"method": request.method, "table": _table(request.url.path)}
@@ -95,6 +106,11 @@ class CountingTransport(httpx.AsyncBaseTransport):
         self.calls.add(1, labels | {"status": str(response.status_code)})
         if request.method == "POST" and labels["table"] == "incident" and response.status_code == 201:
             self.incidents.add(1)
+        limit = response.headers.get("X-RateLimit-Limit", "")
+        if limit.isdigit():  # only a call that a rule matched names the rule
+            rule = response.headers.get("X-RateLimit-Rule", "")
+            if rule:
+                self.rate_limit.set(int(limit), {"rule": rule})
         return response
 
     async def aclose(self) -> None:

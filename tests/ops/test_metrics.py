@@ -25,6 +25,7 @@ from ops.health import HealthServer
 from ops.interceptors import change_number_of
 from ops.logs import configure_logging
 from ops.metrics import CountingTransport, prometheus_runtime
+from sandbox.ratelimit import rule_sys_id
 from servicenow.client import ServiceNowClient
 from tests.changes import Changes, start
 from tests.helpers import wait_for
@@ -170,3 +171,31 @@ async def test_worker_health_endpoints_answer_for_probes() -> None:
         assert (await http.get(f"{base}/other")).status_code == 404
         state["live"] = False
         assert (await http.get(f"{base}/healthz")).status_code == 503
+
+
+async def test_the_rate_limit_rule_the_instance_names_is_exported_as_a_gauge(
+    ops_settings: Settings, sandbox_url: str, sandbox: Any
+) -> None:
+    """The headroom panel's limit: X-RateLimit-Limit of the rule that matched the integration user's last call."""
+    address = f"127.0.0.1:{free_port()}"
+    runtime = prometheus_runtime(address)
+    rule = {"name": "changeloop-integration", "apply_to": "user", "user": "changeloop.integration", "limit": 500}
+    async with httpx.AsyncClient(base_url=f"{sandbox_url}/sandbox", timeout=10) as control:
+        (await control.put("/rate-limits", json={"window_seconds": 3600, "rules": [rule]})).raise_for_status()
+        try:
+            transport = CountingTransport(runtime.metric_meter)
+            async with ServiceNowClient.from_settings(ops_settings, transport=transport) as sn:
+                await sn.list("cmn_location", fields=["name"], limit=1)
+
+                async def limit_shown() -> str:
+                    async with httpx.AsyncClient(timeout=5) as http:
+                        text = (await http.get(f"http://{address}/metrics")).text
+                    return text if samples(text, metrics.SERVICENOW_RATELIMIT_LIMIT) else ""
+
+                text = await wait_for(limit_shown, timeout=15, message="the rate limit gauge is exported")
+        finally:
+            (await control.put("/rate-limits", json={"window_seconds": 3600, "rules": []})).raise_for_status()
+
+    (labels, limit), *others = samples(text, metrics.SERVICENOW_RATELIMIT_LIMIT).items()
+    assert others == [] and limit == 500
+    assert f'rule="{rule_sys_id("changeloop-integration")}"' in labels
