@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import approvals, business_rules, outbound_rules
+from sandbox import approvals, business_rules, outbound_rules, task_rules
 from sandbox.outbound import WebhookEmitter
 from sandbox.process_settings import ProcessSettings
 from sandbox.query import parse
@@ -206,9 +206,10 @@ class Instance:
             return True
 
     def _after_write(self, table: str, previous: Record | None, current: Record, journals: Record) -> None:
-        """After-rules in order: the outbound Business Rules (order 100), then the approval flow."""
+        """After-rules in order: the outbound Business Rules (order 100), the approval flow, the change's tasks."""
         outbound_rules.after_write(self, table, previous, current, journals)
         approvals.after_write(self, table, previous, current)
+        task_rules.after_write(self, table, previous, current)
 
 
 def _stamps(user: str, now: str) -> Record:

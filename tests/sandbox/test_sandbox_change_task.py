@@ -6,6 +6,7 @@ import re
 import uuid
 
 import httpx
+import pytest
 
 from sandbox.seed import seed_sys_id
 from sandbox.server import SandboxConfig, SandboxServer
@@ -80,3 +81,37 @@ def test_canceling_a_change_task_closes_it_too(api: httpx.Client) -> None:
     task = result(api.post("/api/now/table/change_task", json={"change_request": CHANGE}), 201)
     canceled = result(api.patch(f"/api/now/table/change_task/{task['sys_id']}", json={"state": "4"}))
     assert canceled["active"] == "false" and canceled["closed_at"]
+
+
+def _task(api: httpx.Client, change: str, **fields: str) -> dict[str, str]:
+    created: dict[str, str] = result(
+        api.post("/api/now/table/change_task", json={"change_request": change, **fields}), 201
+    )
+    return created
+
+
+def _states(api: httpx.Client, change: str) -> dict[str, str]:
+    rows = result(api.get("/api/now/table/change_task", params={"sysparm_query": f"change_request={change}"}))
+    return {row["sys_id"]: row["state"] for row in rows}
+
+
+@pytest.mark.parametrize(("path", "ends_at"), [(["-2", "-1", "0"], "review"), (["4"], "canceled")])
+def test_moving_a_change_to_review_or_canceling_it_cancels_its_open_tasks_only(
+    api: httpx.Client, path: list[str], ends_at: str
+) -> None:
+    change = result(api.post("/api/now/table/change_request", json={"type": "standard"}), 201)["sys_id"]
+    still_open, in_progress = _task(api, change), _task(api, change, state="2")
+    done = _task(api, change)
+    api.patch(
+        f"/api/now/table/change_task/{done['sys_id']}", json={"state": "3", "close_notes": "ok"}
+    ).raise_for_status()
+    other_change = result(api.post("/api/now/table/change_request", json={"type": "standard"}), 201)["sys_id"]
+    elsewhere = _task(api, other_change)
+
+    for state in path:
+        api.patch(f"/api/now/table/change_request/{change}", json={"state": state}).raise_for_status()
+
+    assert _states(api, change) == {still_open["sys_id"]: "4", in_progress["sys_id"]: "4", done["sys_id"]: "3"}, ends_at
+    canceled = result(api.get(f"/api/now/table/change_task/{still_open['sys_id']}"))
+    assert canceled["active"] == "false" and canceled["closed_at"]
+    assert _states(api, other_change) == {elsewhere["sys_id"]: "1"}
