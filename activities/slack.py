@@ -13,6 +13,13 @@ from config.settings import Settings
 from ops.scrub import SCRUBBER
 
 
+def escape(text: str) -> str:
+    """Text from outside (a step's output, a close note) as Slack shows it literally: its `<!channel>`, `<@user>`
+    and `<url|label>` markup would otherwise ping a channel or disguise a link (Slack's formatting docs name these
+    three characters as the ones to escape)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 async def post_to_slack(settings: Settings, text: str) -> bool:
     """Post `text`; False when no webhook is configured. Unreachable, 429 and 5xx are retryable; another refusal
     (a revoked webhook, a malformed message) is not."""

@@ -9,8 +9,14 @@ maintenance schedule applies, one of its entries does.
 
 An entry (span) is read from the Table API's strings: `start_date_time` / `end_date_time` of its first occurrence,
 `all_day`, `repeat_type` (empty: once; `daily`, `weekdays`, `weekends`, `weekly`, `monthly`, `yearly`),
-`repeat_count` (every N days, weeks, months or years), `days_of_week` for weekly entries (digits, 1 = Monday) and
-`repeat_until` (a date, inclusive). Times are UTC: the integration user's time zone is GMT, so the Table API writes
+`repeat_count` (every N days, weeks, months or years), `days_of_week` for weekly entries (digits, 1 = Monday),
+`monthly_type` for monthly entries (t_RepeatAMonthlySchedule.md: the day of the month; the day of the week, i.e. the
+first occurrence's weekday in the same order within each month - the instance's default "Day" method, the first
+Monday stays the first Monday; the last day of the month; the first occurrence's weekday in the month's last week),
+`yearly_type` / `float_week` / `float_day` for yearly entries (a fixed date, or a floating day such as the second
+Monday of March), and `repeat_until` (a date, inclusive). An entry whose repetition this reading does not know is
+not guessed at: a blackout that holds one blocks all the time (`Schedule.unreadable`), a maintenance schedule gains
+no allowed time from it - a schedule that cannot be read never lets a change run where it should not. Times are UTC: the integration user's time zone is GMT, so the Table API writes
 them as "YYYY-MM-DD hh:mm:ss" in UTC (schedule date-times stored as "YYYYMMDDThhmmss" are read too); a schedule's
 own `time_zone` is not applied.
 """
@@ -55,9 +61,14 @@ class Entry:
     every: int
     weekdays: frozenset[int]  # weekly: the ISO weekdays an occurrence starts on
     until: date | None
+    # monthly: dom | dow | last_day | last_week; yearly: date | float (then `nth` 1-5 or -1 for last, `weekday`)
+    kind: str = ""
+    nth: int = 0
+    weekday: int = 0
 
     @classmethod
     def parse(cls, span: Mapping[str, str]) -> Entry | None:
+        """The entry, or None when it has no readable times. Raises Unreadable for a repetition not known here."""
         start = servicenow_datetime(span.get("start_date_time"))
         end = servicenow_datetime(span.get("end_date_time"))
         if start is None or end is None:
@@ -76,12 +87,28 @@ class Entry:
         elif repeat == "weekly":
             named = {int(c) for c in span.get("days_of_week") or "" if c in "1234567"}
             weekdays = frozenset(named or {start.isoweekday()})
-        elif repeat not in ("daily", "monthly", "yearly"):
-            repeat = ""
+        elif repeat not in ("", "daily", "monthly", "yearly"):
+            raise Unreadable(f"repeats '{repeat}'")
         count = span.get("repeat_count") or "1"
         every = int(count) if count.isdigit() and int(count) > 0 else 1
         until = servicenow_datetime(span.get("repeat_until"))
-        return cls((start, end), repeat, every, weekdays, until.date() if until else None)
+        kind, nth, weekday = "", 0, start.isoweekday()
+        if repeat == "monthly":
+            kind = _MONTHLY.get(span.get("monthly_type") or "", "")
+            if not kind:
+                raise Unreadable(f"monthly type '{span.get('monthly_type')}'")
+            nth = (start.day - 1) // 7 + 1
+        elif repeat == "yearly":
+            kind = _YEARLY.get(span.get("yearly_type") or "", "")
+            if not kind:
+                raise Unreadable(f"yearly type '{span.get('yearly_type')}'")
+            if kind == "float":
+                week, day = (span.get("float_week") or "").lower(), span.get("float_day") or ""
+                nth = -1 if week in ("last", "-1") else int(week) if week.isdigit() else 0
+                weekday = int(day) if day.isdigit() and 1 <= int(day) <= 7 else 0
+                if not (nth == -1 or 1 <= nth <= 5) or not weekday:
+                    raise Unreadable(f"floating week '{week}' day '{day}'")
+        return cls((start, end), repeat, every, weekdays, until.date() if until else None, kind, nth, weekday)
 
     def _starts_on(self, day: date) -> bool:
         first = self.first[0].date()
@@ -94,10 +121,27 @@ class Entry:
             return day.isoweekday() in self.weekdays and weeks % self.every == 0
         if self.repeat == "monthly":
             months = (day.year - first.year) * 12 + day.month - first.month
-            return day.day == first.day and months % self.every == 0
+            return months % self.every == 0 and self._monthly_day(day)
         if self.repeat == "yearly":
-            return (day.month, day.day) == (first.month, first.day) and (day.year - first.year) % self.every == 0
+            if (day.year - first.year) % self.every or day.month != first.month:
+                return False
+            if self.kind == "float":
+                return day.isoweekday() == self.weekday and _nth_weekday(day, self.nth)
+            return day.day == first.day
         return day == first
+
+    def _monthly_day(self, day: date) -> bool:
+        first = self.first[0].date()
+        if self.kind == "dom":
+            return day.day == first.day
+        if self.kind == "last_day":
+            return (day + timedelta(days=1)).month != day.month
+        if day.isoweekday() != first.isoweekday():
+            return False
+        if self.kind == "last_week":
+            return _nth_weekday(day, -1)
+        # dow: the same order in the month; a month without a fifth such weekday repeats on its last one.
+        return _nth_weekday(day, self.nth) or (self.nth == 5 and _nth_weekday(day, -1))
 
     def occurrences(self, since: datetime, until: datetime) -> Iterator[Interval]:
         """Every occurrence that overlaps [since, until), in order."""
@@ -113,14 +157,51 @@ class Entry:
             day += timedelta(days=1)
 
 
+def _nth_weekday(day: date, nth: int) -> bool:
+    """`day` is the nth of its weekday in its month (-1: the last)."""
+    if nth == -1:
+        return (day + timedelta(days=7)).month != day.month
+    return (day.day - 1) // 7 + 1 == nth
+
+
+class Unreadable(ValueError):
+    """A schedule entry repeats in a way this reading does not know."""
+
+
+# Choice values of cmn_schedule_span.monthly_type / yearly_type as the Table API returns them (and their labels).
+_MONTHLY = {
+    "": "dom",
+    "dom": "dom",
+    "day_of_month": "dom",
+    "dow": "dow",
+    "day_of_week": "dow",
+    "last_day": "last_day",
+    "last_day_of_month": "last_day",
+    "last_week": "last_week",
+    "last_week_of_month": "last_week",
+}
+_YEARLY = {"": "date", "doy": "date", "day_of_year": "date", "float": "float", "floating": "float"}
+
+
 @dataclass(frozen=True)
 class Schedule:
     name: str
     entries: tuple[Entry, ...]
+    unreadable: tuple[str, ...] = ()  # why each entry not read was not (see the module's docstring)
 
     @classmethod
     def of(cls, name: str, spans: Iterable[Mapping[str, str]]) -> Schedule:
-        return cls(name, tuple(e for e in (Entry.parse(s) for s in spans) if e is not None))
+        entries: list[Entry] = []
+        unreadable: list[str] = []
+        for span in spans:
+            try:
+                entry = Entry.parse(span)
+            except Unreadable as why:
+                unreadable.append(str(why))
+                continue
+            if entry is not None:
+                entries.append(entry)
+        return cls(name, tuple(entries), tuple(unreadable))
 
     def intervals(self, since: datetime, until: datetime) -> list[Interval]:
         return sorted(i for e in self.entries for i in e.occurrences(since, until))
@@ -146,6 +227,10 @@ def allowed(
 ) -> Allowed:
     """Whether a change may run at `at`, and else the first moment before `horizon` when it may."""
     blackouts = list(blackouts)
+    for schedule in blackouts:
+        if schedule.unreadable:  # fail closed: a blackout changeloop cannot read blocks every moment
+            why = f"blackout '{schedule.name}' has an entry changeloop cannot read ({'; '.join(schedule.unreadable)})"
+            return Allowed(at, f"{why}: fix the entry or run the change with `window: ignore`", None)
 
     def reason(moment: datetime) -> str:
         for schedule in blackouts:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.evidence.text import clean
-from activities.slack import post_to_slack
+from activities.slack import escape, post_to_slack
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from workflows import calls
@@ -20,13 +20,13 @@ MARKS = {"successful": ":white_check_mark:", "successful_issues": ":warning:", C
 
 def closed_text(request: ChangeClosedInput, ticket_url: str, execution_url: str) -> str:
     mark = MARKS.get(request.close_code, ":x:")
-    runbook = f" by runbook `{request.runbook}`" if request.runbook else ""
+    runbook = f" by runbook `{escape(request.runbook)}`" if request.runbook else ""
     if request.close_code == CANCELED_NOTICE:
         lines = [f"{mark} *{request.number}* canceled, not implemented{runbook}."]
     else:
         lines = [f"{mark} *{request.number}* closed *{request.close_code or 'closed'}*{runbook}."]
     if request.summary:
-        lines.append(request.summary)
+        lines.append(escape(request.summary))  # a failed run's first close line quotes its step's output
     lines.append(f"<{ticket_url}|{request.number} in ServiceNow> · <{execution_url}|execution in Temporal>")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from activities.slack import escape
 from ops.scrub import SCRUBBER
 from workflows.incident.models import Impact, IncidentRef, IncidentRequest
 
@@ -79,7 +80,7 @@ def description(request: IncidentRequest, impact: Impact, execution_url: str, lo
 
 
 def slack_text(incident: IncidentRef, request_id: str, workflow_type: str, step: str, execution_url: str) -> str:
-    where = f" at step '{step}'" if step else ""
+    where = f" at step '{escape(step)}'" if step else ""
     return (
         f":rotating_light: *{incident.number}* opened: {workflow_type or 'workflow'} `{request_id}` failed{where}. "
         f"Assigned to {incident.assignment_group or 'nobody'}, impact {incident.impact} / urgency {incident.urgency}.\n"

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from activities.evidence.confirmation import closed_text
 from config.runbooks import LATER_RUNBOOK_FIELDS, LATER_STEP_FIELDS, Runbook, canonical_json, runbook_digest
+from workflows.evidence.models import ChangeClosedInput
 from workflows.evidence.text import share, size, tail
 from workflows.runbook.log import LOG_BUDGET_BYTES, StepLog, keep, render
 from workflows.status import StepOutcome, StepRecord
@@ -134,3 +136,25 @@ def test_tasks_per_step_is_a_registry_field_that_leaves_other_digests_alone() ->
 
 def test_the_log_budget_keeps_the_attachment_input_under_temporal_payload_limit() -> None:
     assert LOG_BUDGET_BYTES + 64 * 1024 < 2 * 1024 * 1024
+
+
+def test_the_close_confirmation_shows_slack_markup_from_step_output_literally() -> None:
+    """A failed run's first close line quotes its step's output: whatever a host printed must not ping the channel or
+    disguise a link in the confirmation (the review's finding 6)."""
+    summary = (
+        "Runbook 'r' failed at step 's': step 's' exited with 1: <!channel> <https://evil.example|Approve CHG> & co"
+    )
+    request = ChangeClosedInput(
+        number="CHG0030001",
+        sys_id="abc",
+        close_code="unsuccessful",
+        runbook="r<@U123>",
+        summary=summary,
+        workflow_id="change-CHG0030001",
+    )
+    text = closed_text(request, "https://instance.example/change_request.do?sys_id=abc", "http://ui.example/x")
+    assert "<!channel>" not in text and "<https://evil.example|" not in text and "<@U123>" not in text
+    assert "&lt;!channel&gt;" in text and "&amp; co" in text
+    assert text.endswith(
+        "<https://instance.example/change_request.do?sys_id=abc|CHG0030001 in ServiceNow> · <http://ui.example/x|execution in Temporal>"
+    )

@@ -87,3 +87,71 @@ def test_repeat_every_other_week_until_a_date() -> None:
 def test_a_stored_condition_is_anded_into_every_group() -> None:
     query = Query().eq("sys_id", "abc").and_stored("name=legacy-batch^ORname=wiki^NQsys_class_name=x^ORDERBYname")
     assert query.encode() == "sys_id=abc^name=legacy-batch^ORname=wiki^NQsys_id=abc^sys_class_name=x"
+
+
+def _monthly(monthly_type: str, start: str = "20121105T100000", end: str = "20121105T110000") -> Schedule:
+    span = {"start_date_time": start, "end_date_time": end, "repeat_type": "monthly", "monthly_type": monthly_type}
+    return Schedule.of(f"{monthly_type} freeze", [span])
+
+
+def _blocks(schedule: Schedule, moment: str) -> bool:
+    return bool(allowed(at(moment), at("2013-12-31 00:00:00"), [schedule]).blocked_by)
+
+
+def test_a_monthly_day_of_the_week_entry_keeps_its_order_in_each_month() -> None:
+    """t_RepeatAMonthlySchedule.md's example: from Monday 2012-11-05 (the first Monday), 'Day of the Week' repeats on
+    December 3 and January 7, the first Mondays - not on the 5th (the day-of-month reading)."""
+    freeze = _monthly("dow")
+    for moment in ("2012-11-05 10:30:00", "2012-12-03 10:30:00", "2013-01-07 10:30:00"):
+        assert _blocks(freeze, moment), moment
+    for moment in ("2012-12-05 10:30:00", "2012-12-10 10:30:00", "2013-01-05 10:30:00"):
+        assert not _blocks(freeze, moment), moment
+    assert _blocks(_monthly("dom"), "2012-12-05 10:30:00") and not _blocks(_monthly("dom"), "2012-12-03 10:30:00")
+
+
+def test_month_end_freezes_on_the_last_day_and_in_the_last_week() -> None:
+    last_day = _monthly("last_day", "20121130T000000", "20121130T235959")
+    assert _blocks(last_day, "2013-02-28 12:00:00") and _blocks(last_day, "2012-12-31 12:00:00")
+    assert not _blocks(last_day, "2013-02-27 12:00:00")
+    last_friday = _monthly("last_week", "20121130T180000", "20121130T200000")  # Friday 2012-11-30
+    assert _blocks(last_friday, "2012-12-28 19:00:00") and _blocks(last_friday, "2013-01-25 19:00:00")
+    assert not _blocks(last_friday, "2013-01-18 19:00:00")
+
+
+def test_a_floating_yearly_entry_repeats_on_its_week_and_weekday() -> None:
+    """Yearly type 'Floating': the second Monday of March (float_week 2, float_day 1)."""
+    span = {
+        "start_date_time": "2012-03-12 00:00:00",
+        "end_date_time": "2012-03-12 23:59:59",
+        "repeat_type": "yearly",
+        "yearly_type": "float",
+        "float_week": "2",
+        "float_day": "1",
+    }
+    freeze = Schedule.of("Second Monday of March", [span])
+    assert _blocks(freeze, "2013-03-11 12:00:00") and not _blocks(freeze, "2013-03-12 12:00:00")
+
+
+def test_a_blackout_entry_that_cannot_be_read_blocks_instead_of_letting_the_change_run() -> None:
+    odd = Schedule.of(
+        "Quarter-end freeze",
+        [
+            {
+                "start_date_time": "2024-03-29 00:00:00",
+                "end_date_time": "2024-03-31 23:59:59",
+                "repeat_type": "quarterly",
+            }
+        ],
+    )
+    verdict = allowed(at("2024-05-02 10:00:00"), at("2024-05-03 10:00:00"), [odd])
+    assert "cannot read" in verdict.blocked_by and "repeats 'quarterly'" in verdict.blocked_by
+    assert verdict.next is None
+    maintenance = Schedule.of("Odd window", [{**odd_span(), "monthly_type": "nth_friday"}])
+    assert (
+        maintenance.entries == ()
+        and allowed(at("2024-03-01 10:00:00"), at("2024-03-02 10:00:00"), [], maintenance).blocked_by
+    )
+
+
+def odd_span() -> dict[str, str]:
+    return {"start_date_time": "2024-03-01 09:00:00", "end_date_time": "2024-03-01 17:00:00", "repeat_type": "monthly"}
