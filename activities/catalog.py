@@ -2,6 +2,10 @@
 
 Each activity registers under its name in workflows/calls.py; a test checks that every call there has exactly one
 activity here. Activities that need ServiceNow, Temporal or the registry get them here, once per worker.
+
+Every worker process also polls a queue of its own (worker.py): a central worker runs there the reconciliation
+stages that touch the run's files on its disk (`pipeline_activities`), a site worker the fetching of its scans'
+chunks (`site_own_activities`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from activities.gate.approvals import GateActivities
 from activities.incident.records import IncidentActivities
 from activities.poll.intake import IntakeActivities
 from activities.reconcile.pipeline import ReconcileActivities
+from activities.reconcile.site_scan import SiteScanActivities
 from activities.runbook.lookup import RegistryActivities
 from activities.runbook.steps import StepActivities
 from activities.site.queues import SiteActivities
@@ -54,9 +59,42 @@ def host_activities(settings: Settings, registry: Registry, secrets: NamedSecret
     ]
 
 
+def site_activities(settings: Settings, registry: Registry, secrets: NamedSecrets, own_queue: str) -> list[Any]:
+    """A site worker's shared queue: host operations and the scans of its site's reconciliation sources."""
+    scans = SiteScanActivities(settings, secrets, own_queue)
+    return [*host_activities(settings, registry, secrets), scans.scan_at_site]
+
+
+def site_own_activities(settings: Settings, secrets: NamedSecrets, own_queue: str) -> list[Any]:
+    """A site worker's own queue: the chunks of a scan it keeps until the pipeline's worker has them."""
+    scans = SiteScanActivities(settings, secrets, own_queue)
+    return [scans.fetch_scan_chunk, scans.drop_site_scan]
+
+
+def pipeline_activities(reconcile: ReconcileActivities) -> list[Any]:
+    """The reconciliation stages that read or write the run's files: on the worker's own queue (and the shared one,
+    for runs from before the pipeline held its files on one worker)."""
+    return [
+        reconcile.scan_source,
+        reconcile.pull_cmdb,
+        reconcile.diff,
+        reconcile.load_batch,
+        reconcile.store_scan_chunk,
+        reconcile.clean_up,
+    ]
+
+
 def central_activities(
-    client: Client, settings: Settings, registry: Registry, sn: ServiceNowClient, secrets: NamedSecrets | None = None
+    client: Client,
+    settings: Settings,
+    registry: Registry,
+    sn: ServiceNowClient,
+    secrets: NamedSecrets | None = None,
+    *,
+    reconcile: ReconcileActivities | None = None,
 ) -> list[Any]:
+    """`reconcile`: the worker's reconciliation activities, knowing its own queue (worker.py); None: a worker that
+    polls no queue of its own, whose pipeline stays on the queue it polls."""
     secrets = secrets or worker_secrets(settings)
     tickets = TicketActivities(sn, settings)
     schedules = ScheduleActivities(sn, settings)
@@ -67,7 +105,7 @@ def central_activities(
     children = ChildWatch(client)
     sites = SiteActivities(sn, settings)
     incidents = IncidentActivities(sn, settings)
-    reconcile = ReconcileActivities(sn, settings, secrets)
+    reconcile = reconcile or ReconcileActivities(sn, settings, secrets)
     files = AttachmentActivities(sn, settings)
     tasks = ChangeTaskActivities(sn, settings)
     confirmation = ConfirmationActivities(sn, settings)
@@ -104,12 +142,9 @@ def central_activities(
         incidents.resolve_incident_record,
         incidents.notify_slack,
         reconcile.resolve_config,
-        reconcile.scan_source,
-        reconcile.pull_cmdb,
-        reconcile.diff,
-        reconcile.load_batch,
+        reconcile.claim_pipeline_worker,
+        *pipeline_activities(reconcile),
         reconcile.apply_batch,
-        reconcile.clean_up,
         reconcile.post_summary,
         *host_activities(settings, registry, secrets),
     ]

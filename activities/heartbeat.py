@@ -44,3 +44,10 @@ async def heartbeats(every: float = 5.0) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
+
+
+def paced_heartbeats() -> contextlib.AbstractAsyncContextManager[None]:
+    """`heartbeats()` several times per the activity's heartbeat timeout (at most every 5 s): a caller that narrows
+    the timeout to seconds, to notice a lost worker soon, is not failed by a heartbeat sent too late."""
+    timeout = activity.info().heartbeat_timeout
+    return heartbeats(every=min(5.0, timeout.total_seconds() / 4) if timeout else 5.0)

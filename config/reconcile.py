@@ -30,6 +30,9 @@ CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 # A batch of the delta is one activity input and one activity result; history payloads must stay well under 256 KB.
 DEFAULT_BATCH_BYTES = 96_000
+# A site-bound source's records cross history on their way to the pipeline's worker (compressed, in chunks of at most
+# 192 KB: workflows/reconcile/models.py); this caps one source's share, so a run's history stays bounded.
+DEFAULT_SITE_TRANSFER_BYTES = 4_000_000
 
 
 # -- reality sources -----------------------------------------------------------------------------------------------
@@ -58,6 +61,9 @@ class SourceBase(BaseModel):
     key_field: str = "object_id"  # the CMDB field holding this source's stable key
     attempts: int = Field(default=3, ge=1, le=20)
     timeout: Duration = timedelta(minutes=10)
+    # Scanned by that site's worker (`changeloop worker --site`, activities/reconcile/site_scan.py), inside the
+    # site's network, with the site worker's own config and secrets; unset: by the worker that holds the run.
+    site: str | None = Field(default=None, pattern=r"[A-Za-z0-9]")
 
 
 class AwsEc2Source(SourceBase):
@@ -215,6 +221,10 @@ class ReconcileConfig(BaseModel):
     routing: RoutingConfig = RoutingConfig()
     batch_bytes: int = Field(default=DEFAULT_BATCH_BYTES, ge=1_000, le=200_000)
     concurrency: int = Field(default=4, ge=1, le=32)  # ServiceNow writes in flight per batch
+    # A pipeline stage whose worker has not picked it up, or has stopped heartbeating, for this long: that worker is
+    # taken for lost and the run starts its pipeline again on another (workflows/reconcile/workflow.py).
+    worker_lost_after: Duration = timedelta(minutes=1)
+    site_transfer_bytes: int = Field(default=DEFAULT_SITE_TRANSFER_BYTES, ge=200_000, le=20_000_000)
     every: Duration = timedelta(days=7)  # the schedule
     offset: Duration = timedelta(hours=98)  # intervals count from the epoch (a Thursday): +4 d 2 h = Monday 02:00 UTC
 
@@ -228,10 +238,14 @@ class ReconcileConfig(BaseModel):
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
 
-    def secret_names(self) -> set[str]:
-        """Every `{secret: NAME}` of the sources (the worker must list each one)."""
+    def sources_at(self, site: str | None) -> list[Source]:
+        """The sources a worker scans: a site worker those of its site, a central worker those without a site."""
+        return [s for s in self.sources if same_site(s.site, site)]
+
+    def secret_names(self, sources: list[Source] | None = None) -> set[str]:
+        """Every `{secret: NAME}` of `sources` (default: all of them); the worker that scans them must list each."""
         names: set[str] = set()
-        for source in self.sources:
+        for source in self.sources if sources is None else sources:
             if isinstance(source, HttpSource):
                 names |= {v.secret for v in source.headers.values() if isinstance(v, SecretRef)}
                 names |= {source.bearer_token.secret} if source.bearer_token else set()
@@ -242,10 +256,43 @@ class ReconcileConfig(BaseModel):
         return names
 
 
+def same_site(one: str | None, other: str | None) -> bool:
+    """ "Frankfurt DC1" and "frankfurt-dc1" name one site (workflows/site/models.py, site_slug); None: no site."""
+    return _slug(one) == _slug(other)
+
+
+def _slug(site: str | None) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", (site or "").strip().lower()).strip("-")
+
+
+# Fields added after digests were first pinned: left out of the digest while at their default, so a config that does
+# not use them keeps the digest it had (a run in flight across the upgrade is not refused as "changed").
+_LATER_FIELDS = {"worker_lost_after": "PT1M", "site_transfer_bytes": DEFAULT_SITE_TRANSFER_BYTES}
+
+
+def _digest_view(config: ReconcileConfig) -> dict[str, Any]:
+    data = config.model_dump(mode="json", by_alias=True)
+    for name, default in _LATER_FIELDS.items():
+        if data.get(name) == default:
+            data.pop(name)
+    data["sources"] = [_source_view(s) for s in data["sources"]]
+    return data
+
+
+def _source_view(source: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in source.items() if not (k == "site" and v is None)}
+
+
 def config_digest(config: ReconcileConfig) -> str:
     """sha256 of the config in canonical JSON: a run pins the config it resolved, and each later step of the run
     refuses a config that changed meanwhile."""
-    return hashlib.sha256(canonical_json(config.model_dump(mode="json", by_alias=True))).hexdigest()
+    return hashlib.sha256(canonical_json(_digest_view(config))).hexdigest()
+
+
+def source_digest(source: Source) -> str:
+    """sha256 of one source's definition: a site worker scans a source of its own config only when it is the one the
+    run resolved, whatever else its config holds."""
+    return hashlib.sha256(canonical_json(_source_view(source.model_dump(mode="json", by_alias=True)))).hexdigest()
 
 
 class ReconcileConfigError(ValueError):

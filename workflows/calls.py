@@ -63,16 +63,20 @@ with workflow.unsafe.imports_passed_through():
     from workflows.reconcile.models import (
         ApplyRequest,
         BatchOutcome,
+        ChunkRequest,
         ConfigRef,
         DeltaBatch,
         DiffReport,
         DiffRequest,
+        PipelineWorker,
         PullReport,
         PullRequest,
         ReconcilePlan,
         ReconcileSummary,
+        RecordChunk,
         ScanReport,
         ScanRequest,
+        SiteScan,
     )
     from workflows.runbook.models import ResolveInput, RunbookChoice, RunbookPlan, RunbookRef, StepInput, StepOutput
     from workflows.site.models import SiteQuery, SiteRoute
@@ -136,6 +140,8 @@ class Call(Generic[Arg, Result]):
     total: timedelta | None = None  # schedule_to_close: every attempt and the waits between them together
     # The SDK's default TRY_CANCEL; WAIT_CANCELLATION_COMPLETED waits until the cancelled activity has stopped.
     cancellation: workflow.ActivityCancellationType = workflow.ActivityCancellationType.TRY_CANCEL
+    # A call sent to one worker's own queue (workflows/reconcile/): unpicked for this long means that worker is gone.
+    schedule_to_start: timedelta | None = None
 
     def narrowed(self, **changes: Any) -> Call[Arg, Result]:
         """This call with a call site's own timeout, heartbeat or retry budget (a step's, a host's, a source's)."""
@@ -151,6 +157,7 @@ class Call(Generic[Arg, Result]):
             start_to_close_timeout=self.timeout,
             schedule_to_close_timeout=self.total,
             heartbeat_timeout=self.heartbeat,
+            schedule_to_start_timeout=self.schedule_to_start,
             retry_policy=self.retry,
             cancellation_type=self.cancellation,
         )
@@ -246,4 +253,17 @@ APPLY_BATCH: Call[ApplyRequest, BatchOutcome] = Call(
     "reconcile_apply_batch", BatchOutcome, 30 * MINUTE, SERVICENOW, MINUTE
 )
 CLEAN_UP: Call[None, None] = Call("reconcile_clean_up", None, MINUTE, SERVICENOW, MINUTE)
+# The pipeline on one worker: the first call (any worker of the shared queue) answers that worker's own queue, where
+# the stages above that read or write the run's files are sent, narrowed to the config's `worker_lost_after`.
+CLAIM_PIPELINE_WORKER: Call[None, PipelineWorker] = Call(
+    "reconcile_claim_pipeline_worker", PipelineWorker, MINUTE, SERVICENOW
+)
+STORE_SCAN_CHUNK: Call[RecordChunk, int] = Call("reconcile_store_scan_chunk", int, MINUTE, SERVICENOW, MINUTE)
+# A site-bound source, on its site's queue: the scan (narrowed per source like SCAN_SOURCE), then the rest of its
+# records from the site worker's own queue, which drops them once fetched.
+SCAN_AT_SITE: Call[ScanRequest, SiteScan] = Call("reconcile_scan_at_site", SiteScan, 10 * MINUTE, attempts(3), MINUTE)
+FETCH_SCAN_CHUNK: Call[ChunkRequest, RecordChunk] = Call(
+    "reconcile_fetch_scan_chunk", RecordChunk, MINUTE, SERVICENOW, MINUTE
+)
+DROP_SITE_SCAN: Call[str, None] = Call("reconcile_drop_site_scan", None, MINUTE, attempts(2), MINUTE)
 POST_SUMMARY: Call[ReconcileSummary, str] = Call("reconcile_post_summary", str, timedelta(seconds=30), SLACK, MINUTE)

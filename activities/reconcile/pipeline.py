@@ -5,7 +5,12 @@ writes, and a failed batch leaves no write running behind it. A request the inst
 (400/403/404) fails that one item, named in the outcome, not the whole batch.
 
 The config is the worker's own (CHANGELOOP_RECONCILE), read by name in every activity and refused when its digest is
-not the one the run resolved: a request names a source, it never describes one.
+not the one the run resolved: a request names a source, it never describes one (activities/reconcile/configs.py).
+
+The stages that read and write the run's files run on the worker that holds them: `claim_pipeline_worker` (any
+worker of the shared queue) answers this worker's own queue, which only this worker polls, and the workflow sends
+scan, pull, diff, the batches' loading and the clean-up there (worker.py registers them on both queues). Their
+heartbeats follow the heartbeat timeout the workflow gave (the config's `worker_lost_after`).
 """
 
 from __future__ import annotations
@@ -18,30 +23,32 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import servicenow_errors
-from activities.heartbeat import heartbeats
-from activities.reconcile import drift, inventory
-from activities.reconcile.store import RunStore, run_key
+from activities.heartbeat import paced_heartbeats
+from activities.reconcile import drift, inventory, transfer
+from activities.reconcile.configs import worker_config, worker_source
+from activities.reconcile.store import RunStore, prune, run_key
 from activities.reconcile.writes import BatchWriter
 from activities.slack import post_to_slack
-from config.reconcile import ReconcileConfig, ReconcileConfigError, config_digest, load_named_config
-from config.secrets import NamedSecrets, SecretsError
+from config.reconcile import ReconcileConfig
+from config.secrets import NamedSecrets
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from servicenow.incident import IncidentState
 from servicenow.query import Query
 from workflows import calls
 from workflows.reconcile.models import (
-    RECONCILE_CONFIG_CHANGED,
     ApplyRequest,
     BatchOutcome,
     ConfigRef,
     DeltaBatch,
     DiffReport,
     DiffRequest,
+    PipelineWorker,
     PullReport,
     PullRequest,
     ReconcilePlan,
     ReconcileSummary,
+    RecordChunk,
     ScanReport,
     ScanRequest,
 )
@@ -51,48 +58,53 @@ CLOSED_INCIDENT = [IncidentState.RESOLVED.value, IncidentState.CLOSED.value, Inc
 
 
 class ReconcileActivities:
-    def __init__(self, sn: ServiceNowClient, settings: Settings, secrets: NamedSecrets | None = None) -> None:
+    def __init__(
+        self,
+        sn: ServiceNowClient,
+        settings: Settings,
+        secrets: NamedSecrets | None = None,
+        *,
+        pipeline: PipelineWorker | None = None,
+    ) -> None:
+        """`pipeline`: this worker's own queue and identity (worker.py); None: the shared queue, as a worker that
+        polls no queue of its own (an in-process test worker) holds its files on the queue it polls."""
         self.sn = sn
         self.settings = settings
         self.secrets = secrets or NamedSecrets([], {})
+        self.pipeline = pipeline or PipelineWorker(task_queue=settings.task_queue)
 
     def _config(self, ref: ConfigRef) -> ReconcileConfig:
-        """The worker's config `ref.name`; refused (never retried) when unknown, changed since the run resolved it,
-        or naming a secret this worker does not list."""
-        try:
-            config = load_named_config(self.settings.reconcile, ref.name)
-            self.secrets.check(config.secret_names(), f"reconciliation config {ref.name!r}")
-        except (ReconcileConfigError, SecretsError) as exc:
-            raise ApplicationError(str(exc), type=RECONCILE_CONFIG_CHANGED, non_retryable=True) from None
-        if ref.digest and config_digest(config) != ref.digest:
-            raise ApplicationError(
-                f"reconciliation config {ref.name!r} changed since the run started: nothing more of this run is done "
-                "with it; start a new run",
-                type=RECONCILE_CONFIG_CHANGED,
-                non_retryable=True,
-            )
-        return config
+        return worker_config(self.settings, self.secrets, ref)
 
     @activity.defn(name=calls.RESOLVE_RECONCILE.name)
     async def resolve_config(self, ref: ConfigRef) -> ReconcilePlan:
-        return ReconcilePlan.of(self._config(ref), ref)
+        return ReconcilePlan.of(self._config(ref), ref, self.settings.task_queue)
 
     def _store(self) -> RunStore:
         info = activity.info()
         return RunStore(self.settings.reconcile_state_dir, run_key(info.workflow_id or "", info.workflow_run_id or ""))
 
+    # -- the pipeline's worker -------------------------------------------------------------------------------------
+    @activity.defn(name=calls.CLAIM_PIPELINE_WORKER.name)
+    async def claim_pipeline_worker(self) -> PipelineWorker:
+        """This worker takes the run's pipeline: its files will live here, and the workflow sends every stage that
+        touches them to the queue answered (Temporal's worker-specific task queue pattern)."""
+        await asyncio.to_thread(prune, self.settings.reconcile_state_dir)
+        return self.pipeline
+
+    @activity.defn(name=calls.STORE_SCAN_CHUNK.name)
+    async def store_scan_chunk(self, chunk: RecordChunk) -> int:
+        """A chunk of a site worker's scan, kept with the run's other scans (activities/reconcile/transfer.py)."""
+        records = transfer.unpack(chunk)
+        return await asyncio.to_thread(self._store().save_scan_chunk, chunk.source, chunk.index, records)
+
     # -- outside history -------------------------------------------------------------------------------------------
     @activity.defn(name=calls.SCAN_SOURCE.name)
     async def scan_source(self, request: ScanRequest) -> ScanReport:
-        source = self._config(request.config).source(request.source)
-        if source is None:
-            raise ApplicationError(
-                f"reconciliation config {request.config.name!r} has no source {request.source!r}",
-                type=RECONCILE_CONFIG_CHANGED,
-                non_retryable=True,
-            )
+        config = self._config(request.config)
+        source = worker_source(self.settings, config, request.config, request.source, request.source_digest)
         try:
-            async with heartbeats():
+            async with paced_heartbeats():
                 records = await inventory.scan(source, self.secrets)
         except inventory.SourceError as exc:
             raise ApplicationError(
@@ -105,9 +117,16 @@ class ReconcileActivities:
 
     @activity.defn(name=calls.PULL_CMDB.name)
     async def pull_cmdb(self, request: PullRequest) -> PullReport:
-        scope = request.scope
         fields = sorted(set(drift.CMDB_FIELDS) | set(request.key_fields))
         cis: list[dict[str, Any]] = []
+        async with paced_heartbeats():
+            await self._pull(request, fields, cis)
+        by_class = Counter(str(ci.get("sys_class_name", "")) for ci in cis)
+        await asyncio.to_thread(self._store().save_cmdb, cis)
+        return PullReport(cis=len(cis), by_class=dict(by_class))
+
+    async def _pull(self, request: PullRequest, fields: list[str], cis: list[dict[str, Any]]) -> None:
+        scope = request.scope
         # One query per class, on the class's own table: a query on cmdb_ci answers only cmdb_ci's fields (no `os`).
         for ci_class in dict.fromkeys(scope.classes):
             query = Query().eq("sys_class_name", ci_class)
@@ -122,24 +141,21 @@ class ReconcileActivities:
                     page_size=scope.page_size,
                 ):
                     cis.extend(page.records)
-                    activity.heartbeat(len(cis))
-        by_class = Counter(str(ci.get("sys_class_name", "")) for ci in cis)
-        await asyncio.to_thread(self._store().save_cmdb, cis)
-        return PullReport(cis=len(cis), by_class=dict(by_class))
 
     @activity.defn(name=calls.DIFF.name)
     async def diff(self, request: DiffRequest) -> DiffReport:
         store = self._store()
         config = self._config(request.config)
+        chunks = {scan.source: scan.chunks for scan in request.scans}
 
         def compute() -> DiffReport:
-            delta = drift.diff(config, request.scans, store.cmdb(), store.scan)
+            delta = drift.diff(config, request.scans, store.cmdb(), lambda name: store.scan(name, chunks.get(name, 0)))
             found = drift.batches(delta, config.batch_bytes)
             store.save_batches(found)
             delta.report.batches = len(found)
             return delta.report
 
-        async with heartbeats():
+        async with paced_heartbeats():
             return await asyncio.to_thread(compute)  # CPU-bound on 100k rows: keep the loop free to heartbeat
 
     @activity.defn(name=calls.LOAD_BATCH.name)
@@ -156,7 +172,10 @@ class ReconcileActivities:
         """One batch, each item exactly once however often Temporal retries it (activities/reconcile/writes.py)."""
         info = activity.info()
         run_url = self.settings.execution_url(info.workflow_id or "", info.workflow_run_id)
-        return await BatchWriter(self.sn, self._config(request.config), run_url).apply(request.batch)
+        async with (
+            paced_heartbeats()
+        ):  # a lost worker is noticed within the heartbeat timeout, however slow one write is
+            return await BatchWriter(self.sn, self._config(request.config), run_url).apply(request.batch)
 
     # -- report ----------------------------------------------------------------------------------------------------
     @activity.defn(name=calls.POST_SUMMARY.name)

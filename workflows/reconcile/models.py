@@ -5,6 +5,11 @@ what the workflow needs (`ReconcilePlan`: source names, kinds, timeouts, the CMD
 header) with the config's digest, and every later activity of the run reads the config again and refuses it when
 the digest changed. Inventories and the CMDB pull never travel: only counts, references to a run's stored scan
 and, batch by batch, the delta.
+
+The stages that read and write a run's files (scan, pull, diff, batches) run on one worker, through that worker's
+own task queue (`PipelineWorker`, Temporal's worker-specific task queue pattern), so no disk is shared. A source
+bound to a site is scanned by that site's worker, whose records reach the pipeline's worker through history in
+compressed chunks (`RecordChunk`), at most `site_transfer_bytes` of them per source.
 """
 
 from __future__ import annotations
@@ -14,8 +19,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from config.reconcile import DEFAULT_NAME, CmdbScope, ReconcileConfig, config_digest
+from config.reconcile import (
+    DEFAULT_NAME,
+    DEFAULT_SITE_TRANSFER_BYTES,
+    CmdbScope,
+    ReconcileConfig,
+    config_digest,
+    source_digest,
+)
 from config.runbooks import Duration
+from workflows.site.models import site_queue
 
 RECONCILE_SCHEDULE = "changeloop-reconcile"
 # Runs before configs travelled by reference carried the whole config in their input: their histories replay on the
@@ -23,6 +36,12 @@ RECONCILE_SCHEDULE = "changeloop-reconcile"
 RECONCILE_BY_REFERENCE = "reconcile-by-reference"
 RECONCILE_CONFIG_CHANGED = "ReconcileConfigChanged"
 INLINE_CONFIG_REFUSED = "InlineConfigRefused"
+# Runs before the pipeline held its files on one worker scheduled every stage on the shared queue (a shared state
+# dir): their histories replay on that path.
+PIPELINE_ON_ONE_WORKER = "reconcile-pipeline-on-one-worker"
+RECONCILE_WORKER_LOST = "ReconcileWorkerLost"
+PIPELINE_STARTS = 5  # a run whose pipeline loses its worker this often fails (and reports its incident)
+CHUNK_BYTES = 192_000  # compressed records per chunk: base64 makes it 256 KB, far below Temporal's 2 MB payload limit
 
 
 SAMPLE_LIMIT = 25  # names listed per category in a summary; the counts are always complete
@@ -81,27 +100,57 @@ class SourcePlan(BaseModel):
     key_field: str
     timeout: Duration = timedelta(minutes=10)
     attempts: int = 3
+    site: str = ""  # scanned by this site's worker ...
+    task_queue: str = ""  # ... on this queue (`<task queue>-<site>`); empty: by the pipeline's worker
+    digest: str = ""  # the source's definition (source_digest): what a site worker checks its own config against
 
 
 class ReconcilePlan(BaseModel):
     config: ConfigRef
     sources: list[SourcePlan]
     cmdb: CmdbScope
+    worker_lost_after: Duration = timedelta(minutes=1)
+    site_transfer_bytes: int = DEFAULT_SITE_TRANSFER_BYTES
 
     @classmethod
-    def of(cls, config: ReconcileConfig, ref: ConfigRef) -> ReconcilePlan:
+    def of(cls, config: ReconcileConfig, ref: ConfigRef, task_queue: str = "") -> ReconcilePlan:
+        """`task_queue`: the central queue, whose site queues (`<task queue>-<site>`) scan site-bound sources."""
         pinned = ConfigRef(name=ref.name, digest=config_digest(config))
         sources = [
-            SourcePlan(name=s.name, kind=s.kind, key_field=s.key_field, timeout=s.timeout, attempts=s.attempts)
+            SourcePlan(
+                name=s.name,
+                kind=s.kind,
+                key_field=s.key_field,
+                timeout=s.timeout,
+                attempts=s.attempts,
+                site=s.site or "",
+                task_queue=site_queue(task_queue, s.site) if s.site and task_queue else "",
+                digest=source_digest(s),
+            )
             for s in config.sources
         ]
-        return cls(config=pinned, sources=sources, cmdb=config.cmdb)
+        return cls(
+            config=pinned,
+            sources=sources,
+            cmdb=config.cmdb,
+            worker_lost_after=config.worker_lost_after,
+            site_transfer_bytes=config.site_transfer_bytes,
+        )
+
+
+class PipelineWorker(BaseModel):
+    """The worker that holds a run's files: its own task queue (only it polls there) and its identity (pid@host)."""
+
+    task_queue: str
+    identity: str = ""
 
 
 # -- activity payloads ---------------------------------------------------------------------------------------------
 class ScanRequest(BaseModel):
     config: ConfigRef
     source: str  # the source's name in that config
+    source_digest: str = ""  # a site worker's check: its own config's source is the one the run resolved
+    max_bytes: int = 0  # a site scan: compressed bytes its records may take in history (0: no records travel)
 
 
 class ScanReport(BaseModel):
@@ -110,6 +159,30 @@ class ScanReport(BaseModel):
     ok: bool
     records: int = 0
     error: str = ""
+    site: str = ""  # scanned at this site, by its worker
+    chunks: int = 0  # stored on the pipeline's worker in this many chunks (a site scan); 0: stored whole
+
+
+class RecordChunk(BaseModel):
+    """Records on their way from a site worker to the pipeline's worker: JSON lines, zlib, base64 (CHUNK_BYTES)."""
+
+    source: str
+    index: int
+    records: int
+    data: str
+
+
+class SiteScan(BaseModel):
+    """A site worker's scan: the report, the first chunk, and the site worker's own queue holding the others."""
+
+    report: ScanReport
+    first: RecordChunk
+    task_queue: str = ""  # empty when every record fits in `first`
+
+
+class ChunkRequest(BaseModel):
+    source: str
+    index: int
 
 
 class PullRequest(BaseModel):
@@ -218,6 +291,8 @@ class ReconcileStatus(BaseModel):
     phase: str = "scanning"  # scanning | pulling | diffing | applying | reporting | done
     batches_done: int = 0
     batches_total: int = 0
+    worker: str = ""  # the identity (pid@host) of the worker holding the pipeline's files
+    pipeline_starts: int = 0  # more than one: a worker was lost and the pipeline started again on another
 
 
 class ReconcileSummary(BaseModel):
@@ -243,3 +318,4 @@ class ReconcileSummary(BaseModel):
     failed: list[str] = []
     batches: int = 0
     slack: str = ""  # "posted", "not configured" or the failure
+    pipeline_workers: list[str] = []  # the workers (pid@host) that held the pipeline, in order: more than one = moved
