@@ -35,7 +35,7 @@ from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from tests.changes import TEST_REGISTRY, Changes, signed_decision, start
 from tests.conftest import DECISION_KEY
-from worker import build_worker
+from worker import build_site_worker, build_worker
 from workflows import search_attributes
 from workflows.change.models import ChangeStatus, GateStatus
 from workflows.flow.models import FlowRun
@@ -186,6 +186,52 @@ async def record_reconcile(client: Client, settings: Settings, sandbox_url: str)
     )
     await handle.result()
     await _save(handle, "reconcile_drift_both_ways")
+
+
+async def record_reconcile_moved(client: Client, settings: Settings, sandbox_url: str, sn: ServiceNowClient) -> None:
+    """A site-bound source scanned by its site's worker, whose pipeline loses its worker meanwhile and starts again
+    on another: the first worker is shut down while the site's scan waits for a file, then the file appears."""
+    folder = Path(settings.reconcile or ".")
+    gate, started = folder / "gate", folder / "scan-started"
+    waits = (
+        "import pathlib, sys, time; g = pathlib.Path(sys.argv[1]); pathlib.Path(sys.argv[2]).touch(); "
+        '[time.sleep(0.05) for _ in iter(g.exists, True)]; print(\'[{"name": "moved-01", "id": "m1"}]\')'
+    )
+    config = ReconcileConfig.model_validate(
+        {
+            "sources": [
+                {
+                    "name": "dc-fra1",
+                    "kind": "command",
+                    "site": "fra1",
+                    "argv": [sys.executable, "-c", waits, str(gate), str(started)],
+                    "covers": ["cmdb_ci_server"],
+                },
+            ],
+            "cmdb": {"classes": ["cmdb_ci_server"], "name_prefix": "moved-"},
+            "worker_lost_after": "2s",
+        }
+    )
+    (folder / "moved.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    moved = settings.model_copy(update={"task_queue": "record-moved"})
+    registry = load_registry(TEST_REGISTRY)
+    first = build_worker(client, moved, registry, sn)
+    async with build_site_worker(client, moved, registry, "fra1"), first:
+        handle = await client.start_workflow(
+            "ReconcileWorkflow",
+            ReconcileInput(config="moved", digest=config_digest(config)),
+            id="reconcile-2025-06-09",
+            task_queue=moved.task_queue,
+        )
+        for _ in range(400):
+            if started.exists():
+                break
+            await asyncio.sleep(0.05)
+        await first.shutdown()  # the pipeline's worker goes while the site scans (one worker per queue per process)
+        async with build_worker(client, moved, registry, sn):
+            gate.touch()
+            await handle.result()
+    await _save(handle, "reconcile_site_scan_worker_lost")
 
 
 async def record_incident(client: Client, settings: Settings, changes: Changes) -> None:
@@ -545,6 +591,7 @@ async def main() -> None:
                     await record_incident(env.client, settings, Changes(sn))
                 if "reconcile" in wanted:
                     await record_reconcile(env.client, settings, sandbox.url)
+                    await record_reconcile_moved(env.client, settings, sandbox.url, sn)
                 if "gate" in wanted:
                     await record_gate(env.client, settings, Changes(sn), sandbox.url)
                 if "wave" in wanted:

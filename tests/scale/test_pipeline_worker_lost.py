@@ -115,7 +115,7 @@ async def test_a_run_whose_pipeline_worker_is_killed_completes_on_another_and_wr
         return status if status.phase == "applying" and status.batches_done >= 2 else None
 
     status = await wait_for(two_batches_written, timeout=90, interval=0.05, message="two batches written")
-    assert status.batches_total >= 4, status  # batches remain to be written when the holder dies
+    assert status is not None and status.batches_total >= 4, status  # batches remain to be written when the holder dies
     holder = next(w for w in three if w.identity == status.worker)
     await holder.kill()
     assert holder.run_dirs(), "the killed worker held the run's files in its own state dir"
