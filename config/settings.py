@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
     runbooks: Path | None = None
-    # CMDB reconciliation: its config file (default config/reconcile.yaml) and where a run keeps its scans and delta
-    # outside workflow history (shared by every worker that polls the task queue).
+    # CMDB reconciliation: its config file (default config/reconcile.yaml) and this worker's own scratch dir, where a
+    # run whose pipeline it holds keeps its scans and delta outside workflow history (never shared: the run's stages
+    # come to this worker through its own task queue, workflows/reconcile/workflow.py).
     reconcile: Path | None = None
     reconcile_state_dir: Path = Path(".changeloop/reconcile")
 
