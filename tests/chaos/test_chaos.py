@@ -164,6 +164,9 @@ async def test_changes_a_wave_and_a_reconciliation_come_out_exactly_once_through
                     }
                 ],
                 "cmdb": {"name_prefix": prefix},
+                # The kill may take the worker that holds the run's pipeline: it starts again on the next worker
+                # after this, not after the default minute (twice: a stage's heartbeat, then its retry unpicked).
+                "worker_lost_after": "10s",
             }
         )
 
