@@ -21,7 +21,6 @@ activity reads the config again by name and digest: nothing in this workflow's i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -33,7 +32,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from config.reconcile import ReconcileConfig
     from workflows import calls
-    from workflows.cancellation import passes_through
+    from workflows.cancellation import canceled_by_request, passes_through
     from workflows.failures import error_type, failure_message, root_cause
     from workflows.incident.models import FailureReport
     from workflows.incident.reporting import generic_report
@@ -161,6 +160,10 @@ class ReconcileWorkflow:
         return await self._run_on_shared_dir(request, plan)
 
     # -- the pipeline on one worker, started again on another when that worker is lost -----------------------------
+    # A cancel request that surfaces as an activity's ActivityError is re-raised, never taken for a failed source or
+    # Slack copy. This path is new behind PIPELINE_ON_ONE_WORKER, so it needs no patch of its own (`passes_through`):
+    # a patch marker recorded inside the gathered scans would follow the workflow's cancel command, which the server
+    # refuses as an invalid command sequence (the run then hangs).
     async def _run_on_one_worker(self, request: ReconcileInput, plan: ReconcilePlan) -> ReconcileSummary:
         summary = ReconcileSummary(run=workflow.info().workflow_id, dry_run=request.dry_run)
         for start in range(1, PIPELINE_STARTS + 1):
@@ -180,11 +183,18 @@ class ReconcileWorkflow:
                 non_retryable=True,
             )
         self._status.phase = "reporting"
-        with contextlib.suppress(WorkerLost, ActivityError):  # a worker lost now took the files with it
+        try:
             await pipeline.stage(calls.CLEAN_UP, None)
+        except WorkerLost:  # the worker lost now took the files with it
+            pass
+        except ActivityError as error:
+            if canceled_by_request(error):
+                raise
         try:
             summary.slack = await calls.POST_SUMMARY(summary)
         except ActivityError as error:  # the summary is still the result: Slack is a courtesy copy
+            if canceled_by_request(error):
+                raise
             summary.slack = f"failed: {root_cause(error)}"
         self._status.phase = "done"
         return summary
@@ -232,6 +242,8 @@ class ReconcileWorkflow:
         except WorkerLost as lost:
             return lost
         except ActivityError as error:
+            if canceled_by_request(error):
+                raise
             return ScanReport(
                 source=source.name, kind=source.kind, ok=False, error=str(root_cause(error)), site=source.site
             )
@@ -266,8 +278,13 @@ class ReconcileWorkflow:
                     raise
                 continue
             if found.task_queue:
-                with contextlib.suppress(WorkerLost, ActivityError):
+                try:  # the site worker's copy is a cache: gone with that worker, or dropped at its next scan
                     await on_worker(calls.DROP_SITE_SCAN, source.name, found.task_queue, plan.worker_lost_after)
+                except WorkerLost:
+                    pass
+                except ActivityError as error:
+                    if canceled_by_request(error):
+                        raise
             return found.report
         return ScanReport(
             source=source.name,
