@@ -5,9 +5,9 @@ Business Rule sends them, each delivered twice (ServiceNow may fire a rule again
 own. Counted where the work lands: ServiceNow (read as admin) for the closed changes, Temporal for one change and one
 runbook execution per change and one step run in each.
 
-Throughput is measured twice on this machine - one worker alone on a first set of changes, then two workers on the
-200 - and printed (`pytest -s`); it is a figure to read, not asserted: on two shared cores the dev server, the
-sandbox, the shim and the workers compete for the same CPU.
+Throughput is measured twice on this machine, on as many changes each time - one worker alone on 200 changes, then
+two workers on 200 others - and printed (`pytest -s`); it is a figure to read, not asserted: on two shared cores the
+dev server, the sandbox, the shim and the workers compete for the same CPU.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from workflows.change.models import change_workflow_id
 from workflows.runbook.models import runbook_workflow_id
 
 SCALE_REGISTRY = Path(__file__).with_name("runbooks.yaml")
-ALONE = 40  # changes one worker takes alone, for its throughput
+ALONE = 200  # changes one worker takes alone first: its throughput, on as many changes as the two take
 TOGETHER = 200  # the webhooks two workers take
 DELIVERIES = 2  # each webhook arrives twice
 CONCURRENCY = 16  # webhooks in flight, as several Business Rule threads send them
