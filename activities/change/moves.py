@@ -27,14 +27,13 @@ from servicenow.change_api import ChangeApi, NextStates, not_installed
 from servicenow.change_request import ChangeState, ChangeType, transitions_between
 from servicenow.client import ServiceNowClient
 from servicenow.errors import BadRequest, Forbidden, NotFound
+from workflows.change.models import INVALID_TICKET_STATE
 from workflows.change.readiness import state_label
 
 # Never retried: the instance has a change type or state changeloop's model does not know (Table API route).
 UNKNOWN_CHANGE_MODEL = "UnknownChangeModel"
 # Retried until released: a change on hold can only be canceled.
 CHANGE_ON_HOLD = "ChangeOnHold"
-# Never retried: the target cannot be reached from where the change is (e.g. Canceled from Review).
-INVALID_TICKET_STATE = "InvalidTicketState"
 _CANCELABLE = {ChangeState.NEW, ChangeState.ASSESS, ChangeState.AUTHORIZE, ChangeState.SCHEDULED, ChangeState.IMPLEMENT}
 _MAX_MOVES = 6
 REDETECT_SECONDS = 600.0  # auto: what the instance answered about the API is asked again after this long

@@ -15,7 +15,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.change.moves import INVALID_TICKET_STATE, ChangeMoves
+from activities.change.moves import ChangeMoves
 from activities.errors import servicenow_errors
 from activities.lookups import journal_has
 from config.settings import Settings
@@ -25,7 +25,15 @@ from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from servicenow.schedules import servicenow_datetime
 from workflows import calls
-from workflows.change.models import BeginInput, BeginResult, ChangeTicket, CloseInput, NoteInput, WatchPolicy
+from workflows.change.models import (
+    INVALID_TICKET_STATE,
+    BeginInput,
+    BeginResult,
+    ChangeTicket,
+    CloseInput,
+    NoteInput,
+    WatchPolicy,
+)
 from workflows.change.readiness import CHANGE_NOT_READY, state_label
 
 CHANGE_FIELDS = [

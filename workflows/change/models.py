@@ -56,6 +56,8 @@ from workflows.status import StepProgress, StepRecord
 # A hint from ServiceNow's change-event Business Rule (canceled, on hold, rescheduled): the change's ticket watch reads
 # the ticket again, and the change forwards it to its runbook or wave, whose watch does the same (watch.py).
 SIGNAL_TICKET_CHANGED = "ticket_changed"
+# The failure type of a move the change's state does not allow (e.g. Canceled from Review): never retried.
+INVALID_TICKET_STATE = "InvalidTicketState"
 
 
 def change_workflow_id(number: str) -> str:

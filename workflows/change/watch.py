@@ -10,7 +10,9 @@ change-event Business Rule fires on cancel, hold and reschedule; the change forw
 wave, as workflows/gate/relay.py forwards decisions), or the poll interval passed (`CHANGELOOP_TICKET_POLL_INTERVAL`,
 read through an activity). While a wait goes on unchanged the poll backs off to an hour at most (a hint still wakes
 it at once), so a change held for days keeps its history small. A read that fails (the instance is down) is not a
-verdict: the watch goes on with what it last knew and reads again at the next poll. Schedules are asked only where
+verdict: the watch goes on with what it last knew and reads again at the next poll (at the base interval; a hint
+during the outage does not make it read more often). A wait that ends at its time (a planned start, a blackout's
+end) reads the ticket before it goes on. Schedules are asked only where
 the caller says (before Implement, before each wave page) and only of a change with a CI and both planned dates
 (what ServiceNow's conflict detection needs).
 
@@ -166,6 +168,9 @@ class TicketWatch:
                 await self._settle(before, resumed=True)
                 return None
             await self._wait(wait, before)
+            # The time it waited for has come: judge the ticket as it is now, not as the last (backed-off) poll saw
+            # it - a planned start moved later meanwhile, without a hint, must not start the change at the old one.
+            force = wait.until is not None and workflow.now() >= wait.until
 
     async def window_end(self) -> Stop:
         """Answers when the planned window has ended (read again then: a rescheduled end moves it), for a run whose
@@ -250,7 +255,7 @@ class TicketWatch:
 
     # -- reading and waiting --------------------------------------------------------------------------------------
     async def _read(self) -> None:
-        hinted, self._hinted = self._hinted, False
+        self._hinted = False
         poll = min(self.policy.poll_interval * (2**self._backoff), LONGEST_POLL)
         self._next_read = workflow.now() + poll
         try:
@@ -258,7 +263,9 @@ class TicketWatch:
         except Exception as error:  # an outage: go on with what was known, read again at the next poll
             if is_cancelled_exception(error):
                 raise
-            self._hinted = self._hinted or hinted  # a hint not read yet is read at the next look
+            # The hint is spent: re-arming it would read again at once, in a loop, for as long as the ticket cannot
+            # be read (one hint would fill the history). The next poll, at the base interval, reads again.
+            self._next_read = workflow.now() + self.policy.poll_interval
             workflow.logger.warning("ticket %s unreadable, the next poll reads again: %s", self.sys_id, error)
 
     async def _sleep(self, until: datetime | None) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from servicenow.change_request import ChangeState, CloseCode
@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.cancellation import canceled_by_request, uncancellable
     from workflows.change.models import (
+        INVALID_TICKET_STATE,
         SIGNAL_TICKET_CHANGED,
         BeginInput,
         ChangeInput,
@@ -192,7 +193,10 @@ class ChangeRequestWorkflow:
                 raise
             # Cancellation is its own outcome: what runs has wound down (the child, cancelled, waited for), the
             # ticket is canceled with the reason, and the execution ends CANCELED (no incident).
-            await uncancellable(self._close_canceled())
+            reason = workflow.cancellation_reason() or ""
+            await uncancellable(
+                self._close_canceled("changeloop's execution was canceled" + (f" ({reason})" if reason else ""))
+            )
             self._relay.close("the change's execution was canceled")
             raise asyncio.CancelledError(workflow.cancellation_reason() or "canceled") from None
         except ApplicationError:
@@ -282,6 +286,12 @@ class ChangeRequestWorkflow:
         except ChildWorkflowError as error:
             if self._watching and canceled_by_request(error):
                 raise
+            if self._watching and is_cancelled_exception(error):
+                # The child itself was canceled (`temporal workflow cancel` on runbook-/wave-<number>): it has wound
+                # down; a cancellation is no failure, so the ticket is canceled, not closed unsuccessful.
+                child_id = self._child_id(runbook, ticket.number)
+                why = f"its {'wave' if child_id.startswith('wave-') else 'runbook'} {child_id} was canceled"
+                return await self._close_canceled(why)
             return await self._close_failed(ticket, runbook, begun.execution_url, error)
         if result.gate is not None and result.gate.status in (GateStatus.REJECTED, GateStatus.TIMED_OUT):
             self._mirror_gate(result.gate)
@@ -414,7 +424,18 @@ class ChangeRequestWorkflow:
             self._set_ticket_state(ChangeState.CLOSED)
             await self._confirm_closed(ticket, code, notes)
             return ChangeState.CLOSED.value
-        state = await uncancellable(closing)
+        try:
+            state = await uncancellable(closing)
+        except ActivityError as error:
+            if not (cancel and _error_type(error) == INVALID_TICKET_STATE):
+                raise
+            # A human moved the change to Review meanwhile: Review belongs to its reviewers and cannot be canceled.
+            # changeloop leaves the ticket there and says why on it.
+            await uncancellable(
+                self._note(ticket, f"{notes}\n\nchangeloop left the ticket as it is: {failure_message(error)}.")
+            )
+            self._set_ticket_state(ChangeState.REVIEW)
+            return ChangeState.REVIEW.value
         self._set_ticket_state(ChangeState(state) if state in ChangeState._value2member_map_ else ChangeState.CLOSED)
         await self._confirm_closed(ticket, code, notes)
         return state
@@ -524,13 +545,12 @@ class ChangeRequestWorkflow:
             )
         )
 
-    async def _close_canceled(self) -> None:
-        """The execution was cancelled (Temporal): the runbook has wound down (its running step marked canceled, a
-        wave's hosts rolled back or left as they were), and the ticket is canceled with the reason. Uncancellable."""
+    async def _close_canceled(self, why: str) -> ChangeResult:
+        """The execution (or its child) was cancelled in Temporal: the runbook has wound down (its running step marked
+        canceled, a wave's hosts rolled back or left as they were), and the ticket is canceled with `why`. Run
+        uncancellable when the execution itself was cancelled."""
         ticket, runbook = self._ticket, self._runbook
         self._status.phase = "canceling"
-        reason = workflow.cancellation_reason() or ""
-        why = "changeloop's execution was canceled" + (f" ({reason})" if reason else "")
         result = ChangeResult(
             number=self._status.number,
             outcome=ChangeOutcome.CANCELED,
@@ -545,6 +565,7 @@ class ChangeRequestWorkflow:
             await self._close(ticket, None, notes, cancel=True)
             result.close_notes = notes
         self._finish(result)
+        return result
 
     async def _close_unapproved(self, ticket: ChangeTicket, runbook: RunbookPlan, url: str) -> ChangeResult:
         gate = self._status.gate

@@ -1,0 +1,89 @@
+"""When the ticket watch reads the ticket (review findings): a hint while the ticket cannot be read does not make it
+read in a loop; a wait that reaches its time reads the ticket before it goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from config.settings import Settings
+from tests.change.windows import later, plan, status_when
+from tests.changes import Changes, start
+from tests.conftest import SandboxControl
+from tests.helpers import wait_for
+from workflows.change.models import SIGNAL_TICKET_CHANGED, TicketEvent
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+async def _reads_of_the_ticket(handle: Any) -> int:
+    history = await handle.fetch_history()
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "read_ticket"
+    )
+
+
+async def test_a_hint_while_the_ticket_cannot_be_read_does_not_spin_the_watch(
+    temporal_client: Client, settings: Settings, changes: Changes, hidden_rows: SandboxControl
+) -> None:
+    """A failed read re-armed the hint, so one hint during an outage (here: the ticket hidden, every GET a 404) read
+    in a tight loop - 16 reads in 0.3 s - towards the history's event limit. The next read waits for the poll."""
+    change = await changes.create(template="Restart application service")
+    start_at = later(3600)
+    await plan(changes, change, start_at, start_at + timedelta(hours=1))
+    handle = await start(temporal_client, settings, change["number"])
+    try:
+        await status_when(handle, lambda s: s.phase == "waiting_for_window", "waiting for the window")
+        await hidden_rows.hide_rows("change_request", sys_ids=[change["sys_id"]])
+        before = await _reads_of_the_ticket(handle)
+        await handle.signal(SIGNAL_TICKET_CHANGED, TicketEvent(number=change["number"], sys_id=change["sys_id"]))
+        await wait_for(lambda: _reads_after(handle, before, 1), timeout=15, message="the hint's read")
+        began = time.monotonic()
+        await asyncio.sleep(4)  # the scenario is a rate: reads over 4 s, at a 1 s poll interval
+        reads = await _reads_of_the_ticket(handle) - before
+        assert reads <= 1 + 4 + 1, f"{reads} reads of an unreadable ticket within {time.monotonic() - began:.1f} s"
+    finally:
+        await handle.terminate(reason="test over")
+
+
+async def _reads_after(handle: Any, before: int, count: int) -> bool:
+    return await _reads_of_the_ticket(handle) - before >= count
+
+
+async def test_a_start_moved_later_between_two_polls_is_read_when_the_old_start_comes(
+    temporal_client: Client, settings: Settings, changes: Changes
+) -> None:
+    """An unchanged wait backs its poll off (1, 2, 4, 8, 16 s here; up to an hour in production). The planned start
+    moved later between two polls, with no Business Rule hint, started the change at the old start; now the watch
+    reads the ticket when the old start comes and waits for the new one."""
+    change = await changes.create(template="Restart application service")
+    started = time.monotonic()
+    start_at = later(24)
+    await plan(changes, change, start_at, start_at + timedelta(hours=2))
+    handle = await start(temporal_client, settings, change["number"])
+    try:
+        await status_when(handle, lambda s: s.phase == "waiting_for_window", "waiting for the window")
+        # After the watch's backed-off read at ~16 s (the next one is due at ~32 s), before the old start at 24 s.
+        await wait_for(lambda: time.monotonic() - started > 18, timeout=30, interval=0.1, message="18 s passed")
+        new_start = later(3600)
+        await plan(changes, change, new_start, new_start + timedelta(hours=1))
+        waiting = await status_when(
+            handle,
+            lambda s: s.waiting is not None and s.waiting.until == new_start,
+            "waiting for the new planned start",
+            within=30,
+        )
+        ticket = await changes.get(change["sys_id"])
+    finally:
+        await handle.terminate(reason="test over")
+
+    assert waiting.phase == "waiting_for_window"
+    assert ticket["state"] == "-2", "still Scheduled: it did not start at its old planned start"
