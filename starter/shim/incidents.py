@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.incidents import IncidentLookupError, incident_workflow_for, resolve_incident
-from starter.shim.deps import SettingsDep, TemporalDep
+from starter.shim.deps import PrincipalDep, SettingsDep, TemporalDep
 from starter.shim.errors import envelope, log
 from workflows.incident.models import RESOLVE_NO_RESOLVER, RESOLVE_WRONG_INCIDENT, ResolveIncident
 
@@ -52,16 +52,19 @@ async def resolve(
     body: IncidentResolution,
     settings: SettingsDep,
     client: TemporalDep,
+    principal: PrincipalDep,
     number: str = Path(pattern=INCIDENT_NUMBER, description="e.g. INC0010001"),
 ) -> JSONResponse:
-    """Resolve a changeloop incident through its workflow's `resolve` update (state 6, close_code, close_notes)."""
+    """Resolve a changeloop incident through its workflow's `resolve` update (state 6, close_code, close_notes).
+    The resolver on record is the authenticated caller; a name it reports for someone else (the incident rule reports
+    the ServiceNow user who resolved it) is kept as that caller's report, never as a bare name."""
     try:
         workflow_id = await incident_workflow_for(settings, number, body.correlation_id)
     except IncidentLookupError as exc:
         return envelope(404, "No Record found", str(exc))
     resolution = ResolveIncident(
         number=number,
-        resolved_by=body.resolved_by,
+        resolved_by=_resolver(body.resolved_by.strip(), principal.name),
         close_code=body.close_code,
         close_notes=body.close_notes,
         fixed_by=body.fixed_by,
@@ -74,8 +77,14 @@ async def resolve(
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
         return envelope(409, "Conflict", f"{workflow_id} is not running: the incident is no longer waiting")
-    log.info("shim.incident_resolved", number=number, workflow_id=workflow_id, by=body.resolved_by)
+    log.info(
+        "shim.incident_resolved", number=number, workflow_id=workflow_id, by=body.resolved_by, caller=principal.name
+    )
     return JSONResponse({"incident": number, "executionId": workflow_id, "status": status.phase.value}, status_code=202)
+
+
+def _resolver(reported: str, caller: str) -> str:
+    return caller if reported == caller else f"{reported} (reported by {caller})"
 
 
 def _refusal(exc: WorkflowUpdateFailedError) -> JSONResponse:

@@ -129,6 +129,10 @@ async def test_shim_resolves_an_incident_for_the_servicenow_business_rule(
     assert answer.json()["status"] == "resolved" and answer.json()["executionId"] == tracker.id
     record = await incidents.sn.get("incident", incident["sys_id"])
     assert record["state"] == "6" and "change-CHG0012345" in record["close_notes"]
+    # Who resolved it is the caller's report, attributed to the caller: a typed name alone is never the record.
+    assert "Resolved by carol.cab (reported by servicenow-incidents) through changeloop" in record["close_notes"]
+    status = await tracker.query("status", result_type=IncidentStatus)
+    assert status.resolution and status.resolution.resolved_by == "carol.cab (reported by servicenow-incidents)"
 
 
 async def test_cli_resolves_an_incident_by_number(
