@@ -27,6 +27,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
 
 from activities import processes
+from activities.budget import BudgetInterceptor
 from activities.catalog import (
     central_activities,
     pipeline_activities,
@@ -120,7 +121,8 @@ def _own_worker(client: Client, task_queue: str, activities: list[Any]) -> Worke
         activities=activities,
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(2),
         max_concurrent_activities=20,
-        interceptors=[ChangeloopInterceptor()],
+        # The reconciliation's stages run here: their ServiceNow requests spend the budget at its priority.
+        interceptors=[ChangeloopInterceptor(), BudgetInterceptor()],
     )
 
 
@@ -155,9 +157,15 @@ def build_worker(
     options.setdefault("workflow_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("activity_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("max_concurrent_activities", 200)
-    # Log context and outcome counters for every workflow and activity (ops/interceptors.py), then the caller's.
+    # Log context and outcome counters for every workflow and activity (ops/interceptors.py), each activity's
+    # priority on the ServiceNow request budget (activities/budget.py), then the caller's.
     # A failed production workflow opens its incident (workflows/incident/interceptor.py).
-    options["interceptors"] = [ChangeloopInterceptor(), *WORKFLOW_INTERCEPTORS, *options.get("interceptors", [])]
+    options["interceptors"] = [
+        ChangeloopInterceptor(),
+        BudgetInterceptor(),
+        *WORKFLOW_INTERCEPTORS,
+        *options.get("interceptors", []),
+    ]
     declare_counters((client.service_client.config.runtime or Runtime.default()).metric_meter)
     shared = Worker(
         client,
@@ -177,7 +185,7 @@ def build_site_worker(client: Client, settings: Settings, registry: Registry, si
     settings = settings.model_copy(update={"site": site})  # the sources this worker scans are its site's
     options.setdefault("activity_task_poller_behavior", PollerBehaviorAutoscaling())
     options.setdefault("max_concurrent_activities", 200)
-    options["interceptors"] = [ChangeloopInterceptor(), *options.get("interceptors", [])]
+    options["interceptors"] = [ChangeloopInterceptor(), BudgetInterceptor(), *options.get("interceptors", [])]
     queue = site_queue(settings.task_queue, site)
     own = own_queue(queue)
     shared = Worker(client, task_queue=queue, activities=site_activities(settings, registry, secrets, own), **options)

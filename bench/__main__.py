@@ -1,22 +1,55 @@
-"""`python -m bench [name ...]`: run the named benchmarks (default: all)."""
+"""`python -m bench [--full] [name ...]`: run the named benchmarks (default: all), then print one summary table.
+
+Quick sizes by default (`make bench`, a few minutes); `--full` (`make bench FULL=1`) runs the issue's sizes. The
+process ends with os._exit after its cleanup, as the CLI does: a process that created a Temporal client can crash
+at interpreter exit otherwise (sdk-python issue 300, "Fatal Python error: PyGILState_Release").
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import sys
+import traceback
 
-from bench import intake, reconcile, wave
+from bench import capacity, change, common, intake, reconcile, wave
 
-BENCHES = {"intake": intake.main, "reconcile": reconcile.main, "wave": wave.main}
+BENCHES = {
+    "intake": intake.main,
+    "capacity": capacity.main,
+    "change": change.main,
+    "wave": wave.main,
+    "reconcile": reconcile.main,
+}
 
 
-def main() -> None:
-    names = sys.argv[1:] or list(BENCHES)
-    for name in names:
-        if name not in BENCHES:
-            raise SystemExit(f"unknown benchmark {name!r}; have: {', '.join(BENCHES)}")
-        asyncio.run(BENCHES[name]())
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="name", help=", ".join(BENCHES) + " (default: all)")
+    parser.add_argument("--full", action="store_true", help="the issue's sizes (long); quick sizes otherwise")
+    args = parser.parse_args()
+    common.FULL = args.full or os.environ.get("FULL", "") not in ("", "0")
+    unknown = [name for name in args.names if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; have: {', '.join(BENCHES)}")
+    common.compile_checkout()
+    failed = []
+    for name in args.names or list(BENCHES):
+        try:
+            asyncio.run(BENCHES[name]())
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+    print(f"\nsummary ({'full' if common.FULL else 'quick'} sizes; load = 1-minute load average when taken)")
+    print(common.summary_table(common.FIGURES))
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,57 +1,68 @@
 """Patch waves at scale: `python -m bench wave`.
 
-1. 1,000 CIs, max_parallel 50, every sandbox host operation a fixed `BENCH_WAVE_OP_SECONDS` (default 2 s; a
-   host is snapshot + patch + health = 3 ops): wall time against the ideal N / parallel x per-host time.
-   Target: ratio <= 1.25.
-2. 10,000 CIs (fixed 0.2 s ops, max_parallel 200): the wave completes, the largest single history (any run of the
-   wave, or a host) stays under 10,000 events, and the worker's peak RSS is reported.
+1. Against raw Temporal: a wave over `N0` CIs with 0 s host operations (pure orchestration) against
+   PlainWaveWorkflow of the same shape (one child per host, three activities each, the same window of 50), in
+   hosts per second. Target: ratio >= 0.8.
+2. 1,000 CIs (quick: 200), max_parallel 50, every host operation a fixed 2 s (snapshot + patch + health = 6 s per
+   host): wall time against the ideal N / 50 x 6 s, three runs in a row (quick: one). Target: <= 1.2 each. The plain
+   wave at the same 2 s says what raw Temporal itself reaches on this machine.
+3. 10,000 CIs, max_parallel 200, ops 0.2 s (full only): completes, bounded histories, the worker's peak RSS.
+4. The realistic ServiceNow profile: a 200-host wave's ServiceNow calls (per host) and time.
 
-Everything is real except the hosts: a Temporal dev server (in memory), the worker as its own process (as in
-production, and so its RSS is its own), and a bench-only sandbox ServiceNow whose CMDB gets the bench's CIs
-straight through the instance (never the tests' sandbox). Each wave runs as a change's runbook would, on its own
-(`wave-<number>`), writing its batched notes and summary to a real change record.
+Everything is real except the hosts: a Temporal dev server (in memory), the worker as its own process, and a
+bench-only sandbox ServiceNow whose CMDB gets the bench's CIs straight through the instance. Each wave runs as a
+change's runbook would, on its own (`wave-<number>`), writing its batched notes and summary to a real change record.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
+from bench.common import (
+    INTEGRATION,
+    address_of,
+    dev_server,
+    figure,
+    peak_rss_mib,
+    sized,
+    start_baseline_worker,
+    start_worker,
+    stop,
+    wait_for_pollers,
+)
 from config.registry import load_registry
 from config.runbooks import runbook_digest
 from sandbox.seed import seed_sys_id
 from sandbox.server import SandboxConfig, SandboxServer
-from workflows import search_attributes as sa
 from workflows.runbook.models import RunbookResult
 from workflows.wave.models import WaveRun, wave_workflow_id
 
-ROOT = Path(__file__).resolve().parents[1]
-TASK_QUEUE = "bench-wave"
-USER = ("changeloop.integration", "sn-integration-pw")
-OP_SECONDS = float(os.environ.get("BENCH_WAVE_OP_SECONDS", "2"))
-SIZES = [int(n) for n in os.environ.get("BENCH_WAVE_SIZES", "1000,10000").split(",")]
+NAME = "wave"
+QUEUE = "bench-wave"
+PLAIN_QUEUE = "bench-wave-plain"
 REGISTRY = """
 hosts:
   default: fleet
   drivers:
     fleet: {driver: http, base_url: "{servicenow_url}/fleet"}
 runbooks:
-  bench_wave:
+  bench_wave_50:
     workflow: PatchWaveWorkflow
     timeout: 6h
     note_batch_size: 100
     note_batch_seconds: 30
-    params: {target_level: "2025.06", max_parallel: "%(parallel)s", page_size: "500", ci_classes: cmdb_ci_linux_server}
+    params: {target_level: "2025.06", max_parallel: "50", page_size: "500", ci_classes: cmdb_ci_linux_server}
+  bench_wave_200:
+    workflow: PatchWaveWorkflow
+    timeout: 6h
+    note_batch_size: 100
+    note_batch_seconds: 30
+    params: {target_level: "2025.06", max_parallel: "200", page_size: "500", ci_classes: cmdb_ci_linux_server}
 """
 
 
@@ -69,50 +80,53 @@ def add_application(server: SandboxServer, app: str, hosts: int) -> None:
         instance.create("cmdb_rel_ci", {"parent": app_id, "child": host_id, "type": runs_on}, "admin", rules=False)
 
 
-def start_worker(address: str, sandbox_url: str, registry: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "CHANGELOOP_TEMPORAL_ADDRESS": address,
-        "CHANGELOOP_TASK_QUEUE": TASK_QUEUE,
-        "CHANGELOOP_SERVICENOW_URL": sandbox_url,
-        "CHANGELOOP_SERVICENOW_USERNAME": USER[0],
-        "CHANGELOOP_SERVICENOW_PASSWORD": USER[1],
-        "CHANGELOOP_RUNBOOKS": str(registry),
-        "CHANGELOOP_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+class Waves:
+    """Starts waves on one worker and one sandbox, and the plain baseline on its own worker."""
 
+    def __init__(self, client: Client, sandbox: SandboxServer, registry: Path) -> None:
+        self.client, self.sandbox, self.registry = client, sandbox, registry
+        self.runs = 0
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    async def fleet(self, op_seconds: float) -> None:
+        async with httpx.AsyncClient(base_url=f"{self.sandbox.url}/fleet", timeout=30) as fleet:
+            await fleet.post("/reset")
+            await fleet.put("/config", json={"op_seconds": op_seconds})
 
-
-async def run_wave(client: Client, sandbox_url: str, registry: Path, app: str) -> tuple[float, Any]:
-    """Start a wave over `app` on a fresh change; answer (wall seconds, result)."""
-    async with httpx.AsyncClient(base_url=sandbox_url, auth=USER, timeout=60) as http:
-        response = await http.post(
-            "/api/now/table/change_request",
-            json={"type": "standard", "short_description": f"bench wave over {app}", "cmdb_ci": app},
+    async def changeloop(self, app: str, runbook_name: str) -> tuple[float, str, RunbookResult]:
+        """Start a wave over `app` on a fresh change; answer (wall seconds, workflow ID, result)."""
+        async with httpx.AsyncClient(base_url=self.sandbox.url, auth=INTEGRATION, timeout=60) as http:
+            response = await http.post(
+                "/api/now/table/change_request",
+                json={"type": "standard", "short_description": f"bench wave over {app}", "cmdb_ci": app},
+            )
+            change = response.json()["result"]
+        runbook = load_registry(self.registry).runbooks[runbook_name]
+        started = time.perf_counter()
+        handle = await self.client.start_workflow(
+            "PatchWaveWorkflow",
+            WaveRun(
+                runbook=runbook.name,
+                digest=runbook_digest(runbook),
+                change_number=change["number"],
+                change_sys_id=change["sys_id"],
+            ),
+            id=wave_workflow_id(change["number"]),
+            task_queue=QUEUE,
+            result_type=RunbookResult,
         )
-        change = response.json()["result"]
-    runbook = load_registry(registry).runbooks["bench_wave"]
-    started = time.perf_counter()
-    handle = await client.start_workflow(
-        "PatchWaveWorkflow",
-        WaveRun(
-            runbook=runbook.name,
-            digest=runbook_digest(runbook),
-            change_number=change["number"],
-            change_sys_id=change["sys_id"],
-        ),
-        id=wave_workflow_id(change["number"]),
-        task_queue=TASK_QUEUE,
-        result_type=RunbookResult,
-    )
-    result = await handle.result()
-    return time.perf_counter() - started, (handle.id, result)
+        result = await handle.result()
+        return time.perf_counter() - started, handle.id, result
+
+    async def plain(self, hosts: int, window: int, op_seconds: float) -> float:
+        self.runs += 1
+        started = time.perf_counter()
+        await self.client.execute_workflow(
+            "PlainWaveWorkflow",
+            args=[hosts, window, op_seconds],
+            id=f"plain-wave-{self.runs}",
+            task_queue=PLAIN_QUEUE,
+        )
+        return time.perf_counter() - started
 
 
 async def largest_history(client: Client, wave_id: str, sample_host_ids: list[str]) -> tuple[int, int, int]:
@@ -129,58 +143,105 @@ async def largest_history(client: Client, wave_id: str, sample_host_ids: list[st
     return wave_max, len(runs), host_max
 
 
-def write_registries(directory: Path, plans: list[tuple[int, int, float]]) -> list[Path]:
-    paths = []
-    for size, parallel, _ in plans:
-        path = directory / f"bench{size}.yaml"
-        path.write_text(REGISTRY % {"parallel": parallel})
-        paths.append(path)
-    return paths
-
-
-def report(
-    size: int, parallel: int, op: float, wall: float, result: Any, events: tuple[int, int, int], rss: float
-) -> None:
-    ideal = size / parallel * 3 * op
-    wave_events, runs, host_events = events
-    # The ratio target is the 1,000-CI run's; the 10,000-CI run is about bounded history and memory, and on two
-    # cores it is bound by the server's task throughput, so it reports hosts per second instead.
-    verdict = f"ratio {wall / ideal:.3f} (target <= 1.25)" if size <= 1000 else f"{size / wall:.1f} hosts/s"
-    print(
-        f"wave {size} CIs, max_parallel {parallel}, op {op:g} s x3/host: {result.output.get('patched')} patched in "
-        f"{wall:.1f} s; ideal {ideal:.1f} s; {verdict}"
+async def against_plain(waves: Waves, size: int) -> None:
+    await waves.fleet(0.0)
+    wall, _, result = await waves.changeloop(f"bench{size}", "bench_wave_50")
+    plain = await waves.plain(size, 50, 0.0)
+    ours, theirs = size / wall, size / plain
+    figure(
+        NAME,
+        f"{size} CIs, 0 s ops, window 50: hosts/s vs PlainWaveWorkflow",
+        f"{ours:.1f} vs {theirs:.1f}: ratio {ours / theirs:.2f} ({result.output.get('patched')} patched)",
+        ">= 0.80",
+        ours / theirs >= 0.8,
     )
-    print(
-        f"  histories: largest wave run {wave_events} events over {runs} runs, largest host {host_events} events "
-        f"(limit 10,000); worker peak RSS {rss:.0f} MiB"
+
+
+async def two_second_ops(waves: Waves, size: int, runs: int) -> None:
+    ideal = size / 50 * 3 * 2.0
+    await waves.fleet(2.0)
+    for run in range(1, runs + 1):
+        wall, _, result = await waves.changeloop(f"bench{size}", "bench_wave_50")
+        figure(
+            NAME,
+            f"{size} CIs, 2 s ops, window 50, run {run}/{runs}: wall / ideal {ideal:.0f} s",
+            f"{wall:.1f} s: ratio {wall / ideal:.3f} ({result.output.get('patched')} patched)",
+            "<= 1.20",
+            wall / ideal <= 1.2,
+        )
+    plain = await waves.plain(size, 50, 2.0)
+    figure(NAME, f"{size} CIs, 2 s ops: PlainWaveWorkflow wall / ideal", f"{plain:.1f} s: ratio {plain / ideal:.3f}")
+
+
+async def ten_thousand(waves: Waves, worker_pid: int) -> None:
+    size = 10_000
+    await waves.fleet(0.2)
+    wall, wave_id, result = await waves.changeloop(f"bench{size}", "bench_wave_200")
+    number = wave_id.removeprefix("wave-")
+    samples = [f"patch-{number}-bench{size}-{n:05d}" for n in (1, size // 2, size)]
+    wave_events, runs, host_events = await largest_history(waves.client, wave_id, samples)
+    figure(
+        NAME,
+        "10,000 CIs, 0.2 s ops, window 200",
+        f"{result.output.get('patched')} patched in {wall:.0f} s ({size / wall:.1f} hosts/s); largest wave run "
+        f"{wave_events} events over {runs} runs, host {host_events}; worker peak RSS {peak_rss_mib(worker_pid):.0f} MiB",
+        "histories < 10,000 events",
+        max(wave_events, host_events) < 10_000,
+    )
+
+
+async def realistic(waves: Waves, size: int) -> None:
+    await waves.fleet(0.0)
+    async with httpx.AsyncClient(base_url=waves.sandbox.url) as http:
+        (await http.put("/sandbox/profile", json={"name": "realistic"})).raise_for_status()
+        await http.post("/sandbox/stats/reset")
+        try:
+            wall, _, result = await waves.changeloop(f"bench{size}r", "bench_wave_50")
+            stats = (await http.get("/sandbox/stats")).json()
+        finally:
+            (await http.put("/sandbox/profile", json={"name": "default"})).raise_for_status()
+    calls = stats["total_requests"]
+    by_kind = ", ".join(f"{m} {t} {n}" for m, tables in stats["requests"].items() for t, n in tables.items())
+    figure(
+        NAME,
+        f"realistic profile: {size}-host wave (0 s ops), ServiceNow calls and time",
+        f"{calls} calls ({calls / size:.2f} per host: {by_kind}) in {wall:.1f} s ({result.output.get('patched')} patched)",
     )
 
 
 async def main() -> None:
-    temporal = Path(sys.executable).parent / "temporal"
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal), search_attributes=sa.ALL, data_converter=pydantic_data_converter
-    )
+    size0, size2, runs = sized(200, 1000), sized(200, 1000), sized(1, 3)
+    print(f"\nwave bench: {size0} CIs against raw Temporal, {size2} CIs at 2 s ops x{runs}, realistic 200 hosts")
     with tempfile.TemporaryDirectory() as tmp, SandboxServer(SandboxConfig(port=0, seed=True)) as sandbox:
-        plans = [(size, 50 if size <= 1000 else 200, OP_SECONDS if size <= 1000 else 0.2) for size in SIZES]
-        registries = write_registries(Path(tmp), plans)
-        for size in SIZES:
+        registry = Path(tmp) / "bench-waves.yaml"
+        registry.write_text(REGISTRY)
+        for size in sorted({size0, size2, *sized([], [10_000])}):
             add_application(sandbox, f"bench{size}", size)
-        address = env.client.service_client.config.target_host
-        async with httpx.AsyncClient(base_url=f"{sandbox.url}/fleet", timeout=30) as fleet:
-            for (size, parallel, op), registry in zip(plans, registries, strict=True):
-                worker = start_worker(address, sandbox.url, registry)
-                try:
-                    await fleet.post("/reset")
-                    await run_wave(env.client, sandbox.url, registry, "fleet")  # warm-up: worker up, sandbox hot
-                    await fleet.put("/config", json={"op_seconds": op})
-                    wall, (wave_id, result) = await run_wave(env.client, sandbox.url, registry, f"bench{size}")
-                    rss = peak_rss_mib(worker.pid)
-                finally:
-                    worker.terminate()
-                    worker.wait(timeout=60)
-                number = wave_id.removeprefix("wave-")
-                samples = [f"patch-{number}-bench{size}-{n:05d}" for n in (1, size // 2, size)]
-                wave_events, runs, host_events = await largest_history(env.client, wave_id, samples)
-                report(size, parallel, op, wall, result, (wave_events, runs, host_events), rss)
-    await env.shutdown()
+        add_application(sandbox, "bench200r", 200)
+        add_application(sandbox, "benchwarm", 20)
+        async with dev_server() as env:
+            address = address_of(env.client)
+            worker = start_worker(
+                address,
+                QUEUE,
+                Path(tmp),
+                servicenow_url=sandbox.url,
+                servicenow_username=INTEGRATION[0],
+                servicenow_password=INTEGRATION[1],
+                runbooks=str(registry),
+            )
+            plain_worker = start_baseline_worker(address, PLAIN_QUEUE)
+            try:
+                await wait_for_pollers(env.client, QUEUE)
+                await wait_for_pollers(env.client, PLAIN_QUEUE)
+                waves = Waves(env.client, sandbox, registry)
+                await waves.fleet(0.0)
+                await waves.changeloop("benchwarm", "bench_wave_50")  # warm-up: worker caches, connections
+                await waves.plain(20, 50, 0.0)
+                await against_plain(waves, size0)
+                await two_second_ops(waves, size2, runs)
+                await realistic(waves, 200)
+                if sized(False, True):
+                    await ten_thousand(waves, worker.pid)
+            finally:
+                stop(worker, plain_worker)

@@ -63,6 +63,14 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # -- ServiceNow request budget (servicenow/budget.py, activities/budget.py, README "Performance") ----------------
+    # Requests per second this process spends on ServiceNow, shared by every activity, served by priority (a change
+    # and incidents first, wave notes next, reconciliation last); a 429 pauses it until Retry-After. Unset: no
+    # budget. Keep the sum over every process of the integration user under the instance's hourly rule / 3600.
+    servicenow_budget: float | None = Field(default=None, gt=0)
+    # Requests that may go at once after a quiet spell; default one second's worth of the budget.
+    servicenow_budget_burst: float | None = Field(default=None, ge=1)
+
     # -- incidents from failed workflows (activities/incidents.py, README "Incidents") --------------------------------
     incident_default_production: bool = True  # a workflow whose runbook does not say counts as production
     incident_default_group: str = "Service Desk"  # assignment group when a CI has no support_group/managed_by_group

@@ -55,7 +55,7 @@ def add_response_headers(request: Request, headers: dict[str, str]) -> None:
 async def admit(request: Request, api: Api, table: str) -> Caller:
     """Latency, faults, auth and rate limits; answers the caller or raises the error the instance would answer."""
     state = sandbox_state(request)
-    state.stats.count_request(request.method, table)
+    logged = state.stats.count_request(request.method, table, request.url.path)
     await state.profile.pause(state.profile.call_delay())
     faults = state.faults.config
     if faults.strip_headers:
@@ -70,12 +70,14 @@ async def admit(request: Request, api: Api, table: str) -> Caller:
     user = state.auth.user_for(request.headers.get("authorization"))
     if user is None:
         raise ApiError(401, "User Not Authenticated", "Required to provide Auth information")
+    logged["user"] = user
     _spend_bucket(state, user)
     roles = state.access.roles_of(user)
     verdict = state.rate_limiter.check(user, roles, api, request.method, table if api == "table" else None)
     if verdict is not None:
         add_response_headers(request, verdict.headers)
         if not verdict.allowed:
+            logged["rate_limited"] = True
             state.stats.count_fault("rate_limit_rule")
             raise ApiError(429, "Rate limit exceeded", verdict.detail)
     return Caller(user, roles, fault)

@@ -124,6 +124,13 @@ async def get_stats(request: Request) -> dict[str, Any]:
     return _state(request).stats.snapshot()
 
 
+@router.get("/stats/requests")
+async def get_request_log(request: Request, since: int = 0) -> list[dict[str, Any]]:
+    """Every Table/Attachment API request since the last reset, in arrival order (seq > `since`): method, table,
+    path, user, arrival time (UNIX seconds) and whether a rate limit rule refused it."""
+    return _state(request).stats.request_log(since)
+
+
 @router.post("/stats/reset")
 async def reset_stats(request: Request) -> dict[str, Any]:
     _state(request).stats.reset()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from sandbox.acl import AccessControl
 from sandbox.attachments import SystemProperties
@@ -15,6 +17,8 @@ from sandbox.instance import Instance
 from sandbox.profile import Profile, preset
 from sandbox.ratelimit import RateLimiter
 
+LOG_LIMIT = 100_000
+
 
 @dataclass
 class Stats:
@@ -23,11 +27,25 @@ class Stats:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     writes: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    # Every request in the order it arrived (bounded): a test orders the calls of two workloads by it.
+    log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=LOG_LIMIT))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def count_request(self, method: str, table: str) -> None:
+    def count_request(self, method: str, table: str, path: str = "") -> dict[str, Any]:
+        """Count one request; answers its log entry, which the gate marks when a rate limit rule refuses it."""
         with self.lock:
             self.requests[(method, table)] += 1
+            entry: dict[str, Any] = {
+                "seq": sum(self.requests.values()),
+                "at": time.time(),
+                "method": method,
+                "table": table,
+                "path": path,
+                "user": "",
+                "rate_limited": False,
+            }
+            self.log.append(entry)
+            return entry
 
     def count_write(self, table: str) -> None:
         with self.lock:
@@ -42,6 +60,7 @@ class Stats:
             self.requests.clear()
             self.writes.clear()
             self.faults.clear()
+            self.log.clear()
 
     def snapshot(self) -> dict[str, object]:
         with self.lock:
@@ -55,6 +74,10 @@ class Stats:
                 "writes_by_table": dict(self.writes),
                 "faults": dict(self.faults),
             }
+
+    def request_log(self, since: int = 0) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(entry) for entry in self.log if entry["seq"] > since]
 
 
 @dataclass

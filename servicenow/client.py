@@ -8,6 +8,10 @@ idempotent:
   who looks the record up by its natural key before writing again;
 - 401 re-authenticates once, then raises `NotAuthenticated`.
 
+With a request budget (servicenow/budget.py, CHANGELOOP_SERVICENOW_BUDGET) every request, retries included, waits
+for its token at the priority of the work it serves, and a 429 pauses the whole budget until Retry-After; a pause
+longer than `max_retry_after` raises `RateLimited` at once, without a request, for the caller to schedule.
+
 Paging follows the instance's contract (c_TableAPI.md): `sysparm_limit` cuts a page BEFORE the read ACLs run, so a
 page can come back short or even empty while more rows follow. A listing therefore advances `sysparm_offset` by the
 limit it asked for (never by the rows it received), continues while the answer's `Link` header has `rel="next"`
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
@@ -27,6 +33,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 
 from servicenow.auth import Auth, BasicAuth, OAuth
+from servicenow.budget import RequestBudget, current_spender
 from servicenow.errors import (
     NotAuthenticated,
     RateLimited,
@@ -85,6 +92,14 @@ class _ListAnswer:
         )
 
 
+def _resource(path: str) -> str:
+    """What a request spends on: the table of a Table API path, else the API (`attachment`, `sn_chg_rest`)."""
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "now", "table"] and len(parts) > 3:
+        return parts[3]
+    return parts[2] if parts[:2] == ["api", "now"] and len(parts) > 2 else (parts[1] if len(parts) > 1 else path)
+
+
 def _offset_of(url: str) -> int | None:
     values = parse_qs(urlparse(url).query).get("sysparm_offset")
     return int(values[0]) if values and values[0].isdigit() else None
@@ -108,12 +123,16 @@ class ServiceNowClient:
         max_retries: int = 3,
         max_retry_after: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
+        self.budget = budget
         self.calls: dict[str, int] = {}  # status class -> count; cheap numbers for metrics and benchmarks
+        # (spender label, method, resource) -> requests sent: who spent the instance's rate limit on what
+        self.spent: Counter[tuple[str, str, str]] = Counter()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
@@ -141,6 +160,9 @@ class ServiceNowClient:
                 "ServiceNow credentials missing: set CHANGELOOP_SERVICENOW_USERNAME and _PASSWORD "
                 "(and _CLIENT_ID/_CLIENT_SECRET for OAuth)"
             )
+        rate = getattr(settings, "servicenow_budget", None)
+        if rate and "budget" not in kwargs:
+            kwargs["budget"] = RequestBudget(rate, getattr(settings, "servicenow_budget_burst", None))
         return cls(settings.servicenow_url, auth, **kwargs)
 
     async def __aenter__(self) -> ServiceNowClient:
@@ -159,6 +181,20 @@ class ServiceNowClient:
     def _count(self, key: str) -> None:
         self.calls[key] = self.calls.get(key, 0) + 1
 
+    async def _spend(self, method: str, path: str) -> None:
+        """Count the request for whoever spends it, and wait for its token when a budget is set."""
+        spender = current_spender()
+        if self.budget is not None:
+            paused = self.budget.paused_for()
+            if paused > self.max_retry_after:
+                raise RateLimited(
+                    "ServiceNow rate limit: the request budget is paused",
+                    f"the instance answered 429; no request before {paused:.0f} s have passed",
+                    retry_after=paused,
+                )
+            await self.budget.acquire(spender.priority)
+        self.spent[(spender.label, method, _resource(path))] += 1
+
     async def request(
         self,
         method: str,
@@ -175,6 +211,7 @@ class ServiceNowClient:
         attempt = 0
         while True:
             attempt += 1
+            await self._spend(method, path)
             sent = {**(headers or {}), "Authorization": await self.auth.authorization(self._http)}
             try:
                 response = await self._http.request(
@@ -197,11 +234,14 @@ class ServiceNowClient:
                 reauthenticated = True
                 self.auth.invalidate()
                 continue
+            if isinstance(error, RateLimited) and self.budget is not None:
+                self.budget.pause(error.retry_after)  # the instance refuses the user: nobody sends until then
             if attempt <= self.max_retries:
                 if isinstance(error, RateLimited):
                     # Never retry a 429 sooner than Retry-After; a long wait is the caller's to schedule.
                     if error.retry_after <= self.max_retry_after:
-                        await asyncio.sleep(error.retry_after)
+                        if self.budget is None:  # with a budget, the retry's token waits out the pause
+                            await asyncio.sleep(error.retry_after)
                         continue
                 elif method == "GET" and error.retryable:
                     await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
@@ -293,13 +333,31 @@ class ServiceNowClient:
         exclude_reference_link: bool | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         limit: int | None = None,
+        read_ahead: int = 0,
     ) -> AsyncIterator[Page]:
         """Every page of a query, lazily; `limit` caps the rows returned (rows the caller may read).
 
         Each page is asked at the previous page's offset plus the limit asked, and paging goes on while the instance
         says rows follow (Link rel="next"; X-Total-Count when there is no Link header), whatever the page held.
-        Raises `MissingHeader` if an answer has neither header (nothing tells where the rows end)."""
+        Raises `MissingHeader` if an answer has neither header (nothing tells where the rows end).
+
+        `read_ahead` (bulk reads, no `limit`): up to that many following pages are asked while the caller reads one,
+        when X-Total-Count says where the rows end; pages still come in order. A big page costs an instance seconds
+        (its time grows with the rows it renders), and the pages of a full pull are independent requests."""
         query = self._stable(query)
+        if read_ahead > 0 and limit is None:
+            fetch = functools.partial(
+                self._list_page,
+                table,
+                query,
+                size=page_size,
+                fields=fields,
+                display_value=display_value,
+                exclude_reference_link=exclude_reference_link,
+            )
+            async for page in self._pages_ahead(fetch, page_size, read_ahead):
+                yield page
+            return
         offset, seen = 0, 0
         while True:
             size = page_size if limit is None else min(page_size, limit - seen)
@@ -320,6 +378,30 @@ class ServiceNowClient:
             if next_offset is None:
                 return
             offset = next_offset
+
+    @staticmethod
+    async def _pages_ahead(fetch: Callable[..., Awaitable[_ListAnswer]], size: int, ahead: int) -> AsyncIterator[Page]:
+        """Pages in order; the next `ahead` offsets below X-Total-Count are asked before they are needed. The
+        instance's own answer still decides where each next page starts and whether one follows."""
+        asked: dict[int, asyncio.Task[_ListAnswer]] = {}
+        offset: int | None = 0
+        try:
+            while offset is not None:
+                task = asked.pop(offset, None) or asyncio.ensure_future(fetch(offset=offset))
+                answer = await task
+                offset = answer.next_offset()
+                if offset is not None and answer.total is not None:
+                    planned = offset
+                    while len(asked) < ahead and planned < answer.total:
+                        if planned not in asked:
+                            asked[planned] = asyncio.ensure_future(fetch(offset=planned))
+                        planned += size
+                yield Page(answer.records, answer.offset, answer.total, offset is not None)
+        finally:
+            # The caller stopped, a page failed, or the rows ended sooner than counted: nothing asked outlives it.
+            for task in asked.values():
+                task.cancel()
+            await asyncio.gather(*asked.values(), return_exceptions=True)
 
     async def iter_records(
         self,

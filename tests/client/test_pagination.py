@@ -77,3 +77,34 @@ async def test_count_answers_the_total_and_first_the_first_match(sn_client: Serv
     assert first["short_description"] == f"{scope_id} #00"
     assert await sn_client.first("incident", Query().eq("correlation_id", f"{scope_id}-nothing")) is None
     assert await sn_client.count("incident", Query().eq("correlation_id", f"{scope_id}-nothing")) == 0
+
+
+async def test_reading_ahead_asks_the_next_pages_at_once_and_yields_the_same_pages_in_order(
+    sn_client: ServiceNowClient, make_incidents, scope_id
+):
+    await make_incidents(23)
+    query = Query().eq("correlation_id", scope_id)
+    one_by_one = [page async for page in sn_client.iter_pages("incident", query, page_size=5)]
+    asked_before = sn_client.spent[("", "GET", "incident")]
+
+    ahead = [page async for page in sn_client.iter_pages("incident", query, page_size=5, read_ahead=3)]
+
+    assert [(p.offset, p.has_next, [r["sys_id"] for r in p.records]) for p in ahead] == [
+        (p.offset, p.has_next, [r["sys_id"] for r in p.records]) for p in one_by_one
+    ]
+    # Five pages, five requests: nothing is asked past the rows X-Total-Count announced.
+    assert sn_client.spent[("", "GET", "incident")] - asked_before == 5
+
+
+async def test_a_reader_that_stops_early_leaves_no_request_running(
+    sn_client: ServiceNowClient, make_incidents, scope_id
+):
+    await make_incidents(30)
+    query = Query().eq("correlation_id", scope_id)
+    pages = sn_client.iter_pages("incident", query, page_size=5, read_ahead=2)
+
+    first = await anext(pages)
+    await pages.aclose()
+
+    assert first.offset == 0 and first.has_next
+    assert sn_client.spent[("", "GET", "incident")] <= 1 + 2  # the first page and at most two asked ahead
