@@ -12,6 +12,8 @@ compares changeloop's work with Temporal's own cost on the same server, not two 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from datetime import timedelta
 
@@ -61,7 +63,8 @@ class PlainWaveWorkflow:
         prefix = workflow.info().workflow_id
         for index in range(hosts):
             if len(running) >= window:
-                _, running = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                _, pending = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                running = set(pending)
             running.add(
                 asyncio.create_task(
                     workflow.execute_child_workflow(PlainHostWorkflow.run, op_seconds, id=f"{prefix}-host-{index}")
@@ -76,6 +79,9 @@ ACTIVITIES = [noop, host_op]
 
 
 async def run_worker(address: str, task_queue: str) -> None:
+    """Until SIGTERM (the bench's stop)."""
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     worker = Worker(
         client,
@@ -86,8 +92,10 @@ async def run_worker(address: str, task_queue: str) -> None:
         activity_task_poller_behavior=PollerBehaviorAutoscaling(),
         max_concurrent_activities=200,
     )
-    await worker.run()
+    async with worker:
+        await stopping.wait()
 
 
 if __name__ == "__main__":
     asyncio.run(run_worker(sys.argv[1], sys.argv[2]))
+    os._exit(0)  # sdk-python issue 300: a process that had a Temporal client may crash in interpreter exit

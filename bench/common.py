@@ -156,7 +156,8 @@ def start_worker(temporal: str, task_queue: str, cwd: Path, **settings: str) -> 
         | {f"CHANGELOOP_{k.upper()}": v for k, v in settings.items()}
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", "import asyncio, worker; asyncio.run(worker.run_worker())"],
+        # Stops on SIGTERM; os._exit as the CLI does (sdk-python issue 300: no crash in interpreter exit).
+        [sys.executable, "-c", "import asyncio, os, worker; asyncio.run(worker.run_worker()); os._exit(0)"],
         env=env,
         cwd=cwd,  # no developer .env
         stdout=subprocess.DEVNULL,

@@ -1,15 +1,17 @@
-"""CMDB reconciliation at scale: 100,000 declared CIs against 100,000 live resources, 1% drift both ways.
+"""CMDB reconciliation at scale: `python -m bench reconcile` (100,000 CIs with --full, 10,000 quick), 1% drift.
 
-A bench-only sandbox (no seed) is bulk-loaded straight into its store — 100k HTTP POSTs would measure the loader,
-not the reconciliation. The live inventory is a JSON file read by a `command` source. The worker runs as its own
-process (as in production) so its peak RSS is its own. Two runs: the first creates the new CIs and opens the
-incidents; the second, over the same drift, must create and open nothing (its cost is the idempotency look-ups).
+1. The sandbox at its default speed: N declared CIs against N live resources, two runs. The first creates the new
+   CIs and opens the incidents; the second, over the same drift, must create and open nothing (its cost is the
+   idempotency look-ups). Reported per run: wall time, ServiceNow calls (and per reconcile action), largest payload
+   in history (under 256 KB: inventories never enter history), activity time vs orchestration, worker peak RSS.
+2. The realistic profile (150 ms +- 50 ms per call, 0.5 ms per row) with a budget of 20 requests/s
+   (CHANGELOOP_SERVICENOW_BUDGET): wall time against the budget-bound ideal (every call the instance served while the
+   reconciliation ran / 20 per second; target <= 1.1x), and webhook -> Implement of standard changes sent while its
+   writes spend the budget, against the same changes on an idle worker (target: p50 <= 2x idle).
 
-Reported per run: wall time, ServiceNow calls (requests the sandbox served), largest payload in the workflow's history
-(must stay under 256 KB: inventories never enter history), the time activities spent vs the workflow's wall time
-(what orchestration costs), and the worker's peak RSS.
-
-`python -m bench reconcile`; BENCH_RECONCILE_N (default 100000) and BENCH_RECONCILE_DRIFT (default 0.01) resize it.
+Sandboxes are bulk-loaded straight into their store (100k HTTP POSTs would measure the loader); the live inventory
+is a JSON file read by a `command` source; the worker runs as its own process, so its RSS is its own.
+BENCH_RECONCILE_N and BENCH_RECONCILE_DRIFT (default 0.01) resize it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,12 +29,24 @@ import httpx
 import yaml
 from google.protobuf.message import Message
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
+from bench import changes
+from bench.common import (
+    INTEGRATION,
+    address_of,
+    dev_server,
+    figure,
+    free_port,
+    pct,
+    peak_rss_mib,
+    sized,
+    start_shim,
+    start_worker,
+    stop,
+    wait_for_pollers,
+    wait_healthy,
+)
 from config.reconcile import ReconcileConfig
 from sandbox.config import DEFAULT_USERS, SandboxConfig
 from sandbox.server import SandboxServer
@@ -43,11 +54,11 @@ from sandbox.store import new_sys_id, now_string
 from sandbox.tables import get_table
 from workflows.reconcile.models import ReconcileInput, ReconcileSummary
 
-N = int(os.environ.get("BENCH_RECONCILE_N", "100000"))
 DRIFT = float(os.environ.get("BENCH_RECONCILE_DRIFT", "0.01"))
 TASK_QUEUE = "bench-reconcile"
 CI_CLASS = "cmdb_ci_linux_server"
-ROOT = Path(__file__).resolve().parents[1]
+NAME = "reconcile"
+BUDGET = 20.0  # requests per second the realistic run spends (CHANGELOOP_SERVICENOW_BUDGET)
 PAYLOAD_LIMIT = 256 * 1024
 
 
@@ -83,7 +94,7 @@ def write_inventory(path: Path, count: int, drift: int) -> None:
     path.write_text(json.dumps(live))
 
 
-def config(inventory: Path) -> ReconcileConfig:
+def config(inventory: Path, name_prefix: str = "") -> ReconcileConfig:
     return ReconcileConfig.model_validate(
         {
             "sources": [
@@ -96,38 +107,11 @@ def config(inventory: Path) -> ReconcileConfig:
                     "mapping": {"key": "serial_number"},
                 }
             ],
-            "cmdb": {"classes": [CI_CLASS], "page_size": 10000},  # the Table API maximum
+            "cmdb": {"classes": [CI_CLASS], "page_size": 10000, "name_prefix": name_prefix},  # the Table API maximum
+            # Writes in flight per batch: at 150 ms a call, 8 keep a 20/s budget busy with room to catch up.
             "concurrency": 8,
         }
     )
-
-
-def _start_worker(temporal: str, sandbox: str, state_dir: Path, cwd: Path, reconcile: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANGELOOP_")} | {
-        "CHANGELOOP_TEMPORAL_ADDRESS": temporal,
-        "CHANGELOOP_TASK_QUEUE": TASK_QUEUE,
-        "CHANGELOOP_SERVICENOW_URL": sandbox,
-        "CHANGELOOP_SERVICENOW_USERNAME": "changeloop.integration",
-        "CHANGELOOP_SERVICENOW_PASSWORD": DEFAULT_USERS["changeloop.integration"],
-        "CHANGELOOP_RECONCILE_STATE_DIR": str(state_dir),
-        "CHANGELOOP_RECONCILE": str(reconcile),  # the worker reads its config; runs name it (`default`)
-        "CHANGELOOP_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-c", "import asyncio, worker; asyncio.run(worker.run_worker())"],
-        env=env,
-        cwd=cwd,  # no developer .env
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def peak_rss_mib(pid: int) -> float:
-    """VmHWM: the process's resident-set high-water mark (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _payload_sizes(message: Message) -> Iterator[int]:
@@ -170,68 +154,175 @@ async def history_figures(handle: WorkflowHandle[Any, Any]) -> tuple[int, int, d
     return len(events), largest, phases, wall
 
 
-async def wait_for_pollers(client: Client, within: float = 30.0) -> None:
-    """Until the worker process polls the task queue: its start-up is not the reconciliation's time."""
-    request = DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=TASK_QUEUE))
-    deadline = time.monotonic() + within
-    while not (await client.workflow_service.describe_task_queue(request)).pollers:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no worker polls {TASK_QUEUE} after {within:.0f} s")
-        await asyncio.sleep(0.1)
+def write_config(work: Path, inventory: Path, name_prefix: str = "") -> Path:
+    """The worker's reconciliation configs (CHANGELOOP_RECONCILE, a directory): runs name `default`."""
+    directory = work / "reconcile-configs"
+    directory.mkdir(exist_ok=True)
+    text = yaml.safe_dump(config(inventory, name_prefix).model_dump(mode="json", by_alias=True))
+    (directory / "default.yaml").write_text(text)
+    return directory
 
 
-async def run_once(client: Client, sandbox_url: str, name: str) -> ReconcileSummary:
+async def start_run(client: Client, name: str) -> WorkflowHandle[Any, ReconcileSummary]:
+    return await client.start_workflow(
+        "ReconcileWorkflow",
+        ReconcileInput(config="default"),
+        id=f"reconcile-bench-{name}-{int(time.time())}",
+        task_queue=TASK_QUEUE,
+        result_type=ReconcileSummary,
+    )
+
+
+async def run_once(client: Client, sandbox_url: str, name: str) -> tuple[ReconcileSummary, int]:
     async with httpx.AsyncClient() as http:
         await http.post(f"{sandbox_url}/sandbox/stats/reset")
         began = time.perf_counter()
-        handle = await client.start_workflow(
-            "ReconcileWorkflow",
-            ReconcileInput(config="default"),
-            id=f"reconcile-bench-{name}-{int(time.time())}",
-            task_queue=TASK_QUEUE,
-            result_type=ReconcileSummary,
-        )
+        handle = await start_run(client, name)
         summary = await handle.result()
         elapsed = time.perf_counter() - began
         stats = (await http.get(f"{sandbox_url}/sandbox/stats")).json()
     events, largest, phases, wall = await history_figures(handle)
     busy = sum(phases.values())
-    verdict = "OK" if largest < PAYLOAD_LIMIT else "OVER 256 KB"
-    print(
-        f"{name:>6}: {elapsed:6.1f} s wall | ServiceNow calls {stats['total_requests']:6d} (writes {stats['writes']}) | "
-        f"created {summary.created_total}, incidents {summary.incidents_total} (already open "
-        f"{summary.incidents_already_open}), batches {summary.batches} | history {events} events, largest payload "
-        f"{largest / 1024:.1f} KiB {verdict} | orchestration {max(0.0, wall - busy):.1f} s of {wall:.1f} s"
+    calls = int(stats["total_requests"])
+    actions = summary.created_total + summary.incidents_total
+    per_action = f", {calls / actions:.2f} per action" if actions else ""
+    figure(
+        NAME,
+        f"default profile, {name} run: wall, ServiceNow calls",
+        f"{elapsed:.1f} s, {calls} calls (writes {stats['writes']}{per_action}); created {summary.created_total}, "
+        f"incidents {summary.incidents_total} (already open {summary.incidents_already_open})",
     )
-    print("        in activities: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
-    return summary
+    print(
+        f"        history {events} events, largest payload {largest / 1024:.1f} KiB "
+        f"({'OK' if largest < PAYLOAD_LIMIT else 'OVER 256 KB'}); orchestration {max(0.0, wall - busy):.1f} s of "
+        f"{wall:.1f} s; in activities: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
+    )
+    return summary, calls
+
+
+async def default_profile(n: int, drift: int) -> None:
+    async with dev_server() as env:
+        with tempfile.TemporaryDirectory() as tmp, SandboxServer(SandboxConfig(port=0, seed=False)) as sandbox:
+            work = Path(tmp)
+            began = time.perf_counter()
+            load_cmdb(sandbox, n)
+            write_inventory(work / "inventory.json", n, drift)
+            print(f" setup: {time.perf_counter() - began:.1f} s (bulk load into the sandbox store + inventory file)")
+            configs = write_config(work, work / "inventory.json")
+            worker = start_worker(
+                address_of(env.client),
+                TASK_QUEUE,
+                work,
+                servicenow_url=sandbox.url,
+                servicenow_username=INTEGRATION[0],
+                servicenow_password=DEFAULT_USERS[INTEGRATION[0]],
+                reconcile_state_dir=str(work / "state"),
+                reconcile=str(configs),
+            )
+            try:
+                await wait_for_pollers(env.client, TASK_QUEUE)
+                first, _ = await run_once(env.client, sandbox.url, "first")
+                assert first.created_total == drift and first.incidents_total == drift, first
+                second, _ = await run_once(env.client, sandbox.url, "again")
+                assert second.created_total == 0 and second.incidents_total == 0, second
+                print(f"        worker peak RSS: {peak_rss_mib(worker.pid):.0f} MiB")
+            finally:
+                stop(worker)
+
+
+async def implement_seconds(client: Client, hooks: changes.Webhooks, made: list[dict[str, str]]) -> list[float]:
+    """Send each change's webhook in turn, wait until it closed; answer webhook -> Implement per change."""
+    found = []
+    for change in made:
+        sent = await hooks.send(change)
+        await changes.wait_closed(client, [f"change-{change['number']}"], within=300)
+        found.append((await changes.moments(client, f"change-{change['number']}")).implement - sent)
+    return found
+
+
+async def wait_for_writes(sandbox_url: str, within: float = 900) -> None:
+    """Until the reconciliation's first write reaches the instance: from then on its writes spend the budget."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=sandbox_url, timeout=30) as http:
+        while time.monotonic() < deadline:
+            stats = (await http.get("/sandbox/stats")).json()
+            if stats["requests"].get("POST", {}).keys() & {CI_CLASS, "incident"}:
+                return
+            await asyncio.sleep(0.2)
+    raise TimeoutError("the reconciliation wrote nothing")
+
+
+async def realistic_with_budget(n: int, drift: int) -> None:
+    prefix = "bench-"  # the bench's CIs; the seeded CMDB (templates, groups) stays out of scope
+    async with dev_server() as env:
+        with tempfile.TemporaryDirectory() as tmp, SandboxServer(SandboxConfig(port=0, seed=True)) as sandbox:
+            work, client = Path(tmp), env.client
+            load_cmdb(sandbox, n)
+            write_inventory(work / "inventory.json", n, drift)
+            configs = write_config(work, work / "inventory.json", prefix)
+            registry = changes.write_registry(work)
+            settings = changes.worker_settings(
+                sandbox.url,
+                registry,
+                servicenow_budget=str(BUDGET),
+                reconcile_state_dir=str(work / "state"),
+                reconcile=str(configs),
+            )
+            port = free_port()
+            processes = [
+                start_worker(address_of(client), TASK_QUEUE, work, **settings),
+                start_shim(address_of(client), TASK_QUEUE, port, work, runbooks=str(registry)),
+            ]
+            count = sized(3, 6)
+            made = await changes.make_changes(sandbox.url, 2 * count + 1)
+            async with httpx.AsyncClient(base_url=sandbox.url, timeout=60) as http:
+                try:
+                    await wait_for_pollers(client, TASK_QUEUE)
+                    await wait_healthy(f"http://127.0.0.1:{port}")
+                    (await http.put("/sandbox/profile", json={"name": "realistic"})).raise_for_status()
+                    async with changes.Webhooks(port, 4) as hooks:
+                        await implement_seconds(client, hooks, made[:1])  # warm-up
+                        idle = await implement_seconds(client, hooks, made[1 : 1 + count])
+                        await http.post("/sandbox/stats/reset")
+                        began = time.perf_counter()
+                        handle = await start_run(client, "budget")
+                        await wait_for_writes(sandbox.url)
+                        during = []
+                        for change in made[1 + count :]:
+                            during += await implement_seconds(client, hooks, [change])
+                            await asyncio.sleep(1.0)  # changes arrive now and then, not back to back
+                        running = not (await handle.describe()).close_time
+                        summary = await handle.result()
+                        wall = time.perf_counter() - began
+                    log = (await http.get("/sandbox/stats/requests")).json()
+                finally:
+                    await http.put("/sandbox/profile", json={"name": "default"})
+                    stop(*processes)
+    assert summary.created_total == drift and summary.incidents_total == drift, summary
+    reconciling = [e for e in log if e["table"] != "change_request"]
+    ideal = len(log) / BUDGET
+    figure(
+        NAME,
+        f"realistic, {n:,} CIs, budget {BUDGET:g}/s: wall / budget-bound ideal",
+        f"{wall:.1f} s / {ideal:.1f} s ({len(log)} calls, {len(reconciling)} the reconciliation's): "
+        f"ratio {wall / ideal:.2f}",
+        "<= 1.10",
+        wall / ideal <= 1.1,
+    )
+    ratio = pct(during, 50) / pct(idle, 50)
+    figure(
+        NAME,
+        f"realistic: webhook -> Implement p50 while the reconciliation writes vs idle ({count} changes each)",
+        f"{pct(during, 50) * 1000:.0f} vs {pct(idle, 50) * 1000:.0f} ms: {ratio:.2f}x"
+        + ("" if running else " (the reconciliation ended before the last change)"),
+        "<= 2x",
+        ratio <= 2,
+    )
 
 
 async def main() -> None:
-    drift = max(1, int(N * DRIFT))
-    print(f"reconcile bench: {N:,} CMDB CIs vs {N:,} live resources, {drift:,} new + {drift:,} gone")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
-    )
-    with tempfile.TemporaryDirectory() as tmp, SandboxServer(SandboxConfig(port=0, seed=False)) as sandbox:
-        work = Path(tmp)
-        began = time.perf_counter()
-        load_cmdb(sandbox, N)
-        write_inventory(work / "inventory.json", N, drift)
-        print(f" setup: {time.perf_counter() - began:.1f} s (bulk load into the sandbox store + inventory file)")
-        target = env.client.service_client.config.target_host
-        reconcile = work / "reconcile.yaml"
-        reconcile.write_text(yaml.safe_dump(config(work / "inventory.json").model_dump(mode="json", by_alias=True)))
-        worker = _start_worker(target, sandbox.url, work / "state", work, reconcile)
-        try:
-            await wait_for_pollers(env.client)
-            first = await run_once(env.client, sandbox.url, "first")
-            assert first.created_total == drift and first.incidents_total == drift, first
-            second = await run_once(env.client, sandbox.url, "again")
-            assert second.created_total == 0 and second.incidents_total == 0, second
-            print(f"worker peak RSS: {peak_rss_mib(worker.pid):.0f} MiB")
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=30)
-    await env.shutdown()
+    n = int(os.environ.get("BENCH_RECONCILE_N", sized(10_000, 100_000)))
+    drift = max(1, int(n * DRIFT))
+    print(f"\nreconcile bench: {n:,} CMDB CIs vs {n:,} live resources, {drift:,} new + {drift:,} gone")
+    await default_profile(n, drift)
+    await realistic_with_budget(n, drift)

@@ -341,9 +341,9 @@ class ServiceNowClient:
         says rows follow (Link rel="next"; X-Total-Count when there is no Link header), whatever the page held.
         Raises `MissingHeader` if an answer has neither header (nothing tells where the rows end).
 
-        `read_ahead` (bulk reads, no `limit`): up to that many following pages are asked while the caller reads one,
-        when X-Total-Count says where the rows end; pages still come in order. A big page costs an instance seconds
-        (its time grows with the rows it renders), and the pages of a full pull are independent requests."""
+        `read_ahead` (bulk reads, no `limit`): the rows are counted first (one request), then up to that many pages
+        are asked at once, and the next while the caller reads; pages still come in order. A big page costs an
+        instance seconds (its time grows with the rows it renders), and the pages of a full pull are independent."""
         query = self._stable(query)
         if read_ahead > 0 and limit is None:
             fetch = functools.partial(
@@ -355,7 +355,8 @@ class ServiceNowClient:
                 display_value=display_value,
                 exclude_reference_link=exclude_reference_link,
             )
-            async for page in self._pages_ahead(fetch, page_size, read_ahead):
+            count = functools.partial(self.count, table, query)
+            async for page in self._pages_ahead(fetch, count, page_size, read_ahead):
                 yield page
             return
         offset, seen = 0, 0
@@ -379,23 +380,33 @@ class ServiceNowClient:
                 return
             offset = next_offset
 
-    @staticmethod
-    async def _pages_ahead(fetch: Callable[..., Awaitable[_ListAnswer]], size: int, ahead: int) -> AsyncIterator[Page]:
-        """Pages in order; the next `ahead` offsets below X-Total-Count are asked before they are needed. The
-        instance's own answer still decides where each next page starts and whether one follows."""
+    async def _pages_ahead(
+        self, fetch: Callable[..., Awaitable[_ListAnswer]], count: Callable[[], Awaitable[int]], size: int, ahead: int
+    ) -> AsyncIterator[Page]:
+        """Pages in order, the next `ahead` offsets below the count asked before they are needed. The count comes
+        first (one cheap request) so the first pages go out together; the instance's own answers still decide
+        where each next page starts and whether one follows."""
         asked: dict[int, asyncio.Task[_ListAnswer]] = {}
+
+        def plan(start: int, total: int) -> None:
+            planned = start
+            while len(asked) < ahead and planned < total:
+                if planned not in asked:
+                    asked[planned] = asyncio.ensure_future(fetch(offset=planned))
+                planned += size
+
         offset: int | None = 0
         try:
+            try:
+                plan(0, max(1, await count()))
+            except MissingHeader:
+                pass  # no count: page by page, the Link header decides
             while offset is not None:
                 task = asked.pop(offset, None) or asyncio.ensure_future(fetch(offset=offset))
                 answer = await task
                 offset = answer.next_offset()
                 if offset is not None and answer.total is not None:
-                    planned = offset
-                    while len(asked) < ahead and planned < answer.total:
-                        if planned not in asked:
-                            asked[planned] = asyncio.ensure_future(fetch(offset=planned))
-                        planned += size
+                    plan(offset, answer.total)
                 yield Page(answer.records, answer.offset, answer.total, offset is not None)
         finally:
             # The caller stopped, a page failed, or the rows ended sooner than counted: nothing asked outlives it.
