@@ -145,8 +145,8 @@ async def realistic(client: Client, sandbox: SandboxServer, hooks: changes.Webho
 
 
 async def main() -> None:
-    count = int(os.environ.get("BENCH_CHANGES", sized(60, 300)))
-    print(f"\nchange bench: {count} standard changes (3 no-op steps), {LANES} in flight, vs raw Temporal")
+    count = int(os.environ.get("BENCH_CHANGES", sized(24, 64)))
+    print(f"\nchange bench: rounds of {count} standard changes (3 no-op steps), {LANES} in flight, vs raw Temporal")
     with tempfile.TemporaryDirectory() as tmp, SandboxServer(SandboxConfig(port=0, seed=True)) as sandbox:
         registry = changes.write_registry(Path(tmp))
         async with dev_server() as env:
@@ -162,21 +162,28 @@ async def main() -> None:
                 await wait_for_pollers(client, BASELINE_QUEUE)
                 await wait_healthy(f"http://127.0.0.1:{port}")
                 warm = await changes.make_changes(sandbox.url, LANES)
-                made = await changes.make_changes(sandbox.url, count)
+                rounds = sized(3, 5)
+                made = await changes.make_changes(sandbox.url, count * rounds)
                 async with changes.Webhooks(port, LANES) as hooks:
                     await changeloop_rate(client, hooks, warm)  # warm-up: worker caches, connections
                     activities = await activities_of_one_change(client, warm[0]["number"])
                     await baseline_rate(client, LANES, activities, "warm")
+                    # Alternating rounds: the machine's load (two shared cores) drifts over both alike.
+                    ours, plain = [], []
                     async with httpx.AsyncClient(base_url=sandbox.url) as http:
                         await http.post("/sandbox/stats/reset")
-                        ours = await changeloop_rate(client, hooks, made)
+                        for r in range(rounds):
+                            ours.append(await changeloop_rate(client, hooks, made[r * count : (r + 1) * count]))
+                            plain.append(await baseline_rate(client, count, activities, f"run{r}"))
                         served = (await http.get("/sandbox/stats")).json()["total_requests"]
-                    plain = await baseline_rate(client, count, activities, "run")
-                    ratio = ours / plain
+                    ours_rate = len(ours) / sum(1 / r for r in ours)  # every round has as many changes: harmonic mean
+                    plain_rate = len(plain) / sum(1 / r for r in plain)
+                    ratio = ours_rate / plain_rate
                     figure(
                         NAME,
-                        f"standard changes/s vs PlainChangeWorkflow({activities} activities)/s",
-                        f"{ours:.1f} vs {plain:.1f}: ratio {ratio:.2f}; sandbox served {served / count:.1f} calls/change",
+                        f"standard changes/s vs PlainChangeWorkflow({activities} activities)/s, {rounds} alternating rounds",
+                        f"{ours_rate:.1f} vs {plain_rate:.1f}: ratio {ratio:.2f}; "
+                        f"{served / (count * rounds):.1f} ServiceNow calls/change",
                         ">= 0.80",
                         ratio >= 0.8,
                     )

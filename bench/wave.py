@@ -6,7 +6,8 @@
 2. 1,000 CIs (quick: 200), max_parallel 50, every host operation a fixed 2 s (snapshot + patch + health = 6 s per
    host): wall time against the ideal N / 50 x 6 s, three runs in a row (quick: one). Target: <= 1.2 each. The plain
    wave at the same 2 s says what raw Temporal itself reaches on this machine.
-3. 10,000 CIs, max_parallel 200, ops 0.2 s (full only): completes, bounded histories, the worker's peak RSS.
+3. 10,000 CIs, max_parallel 200, ops 0.2 s (full only; BENCH_WAVE_10K=0 skips it): completes, bounded histories,
+   the worker's peak RSS.
 4. The realistic ServiceNow profile: a 200-host wave's ServiceNow calls (per host) and time.
 
 Everything is real except the hosts: a Temporal dev server (in memory), the worker as its own process, and a
@@ -16,6 +17,7 @@ change's runbook would, on its own (`wave-<number>`), writing its batched notes 
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -143,34 +145,40 @@ async def largest_history(client: Client, wave_id: str, sample_host_ids: list[st
     return wave_max, len(runs), host_max
 
 
-async def against_plain(waves: Waves, size: int) -> None:
-    await waves.fleet(0.0)
-    wall, _, result = await waves.changeloop(f"bench{size}", "bench_wave_50")
-    plain = await waves.plain(size, 50, 0.0)
-    ours, theirs = size / wall, size / plain
+async def against_plain(waves: Waves, size: int, rounds: int) -> None:
+    """Alternating rounds, changeloop then plain: the machine's load drifts over both alike."""
+    ours, theirs = 0.0, 0.0
+    for _ in range(rounds):
+        await waves.fleet(0.0)
+        wall, _, result = await waves.changeloop(f"bench{size}", "bench_wave_50")
+        assert result.output.get("patched") == str(size), result.output
+        ours += wall
+        theirs += await waves.plain(size, 50, 0.0)
+    ratio = theirs / ours  # hosts/s over hosts/s, the same hosts on both sides
     figure(
         NAME,
-        f"{size} CIs, 0 s ops, window 50: hosts/s vs PlainWaveWorkflow",
-        f"{ours:.1f} vs {theirs:.1f}: ratio {ours / theirs:.2f} ({result.output.get('patched')} patched)",
+        f"{size} CIs, 0 s ops, window 50: hosts/s vs PlainWaveWorkflow, {rounds} alternating rounds",
+        f"{size * rounds / ours:.1f} vs {size * rounds / theirs:.1f}: ratio {ratio:.2f}",
         ">= 0.80",
-        ours / theirs >= 0.8,
+        ratio >= 0.8,
     )
 
 
 async def two_second_ops(waves: Waves, size: int, runs: int) -> None:
+    """Consecutive runs, each followed by the plain wave at the same 2 s: what raw Temporal reaches at that moment."""
     ideal = size / 50 * 3 * 2.0
-    await waves.fleet(2.0)
     for run in range(1, runs + 1):
+        await waves.fleet(2.0)
         wall, _, result = await waves.changeloop(f"bench{size}", "bench_wave_50")
+        plain = await waves.plain(size, 50, 2.0)
         figure(
             NAME,
-            f"{size} CIs, 2 s ops, window 50, run {run}/{runs}: wall / ideal {ideal:.0f} s",
-            f"{wall:.1f} s: ratio {wall / ideal:.3f} ({result.output.get('patched')} patched)",
+            f"{size} CIs, 2 s ops, window 50, run {run}/{runs}: wall / ideal {ideal:.0f} s (PlainWaveWorkflow's)",
+            f"{wall:.1f} s: ratio {wall / ideal:.3f} (plain {plain:.1f} s: {plain / ideal:.3f}); "
+            f"{result.output.get('patched')} patched",
             "<= 1.20",
             wall / ideal <= 1.2,
         )
-    plain = await waves.plain(size, 50, 2.0)
-    figure(NAME, f"{size} CIs, 2 s ops: PlainWaveWorkflow wall / ideal", f"{plain:.1f} s: ratio {plain / ideal:.3f}")
 
 
 async def ten_thousand(waves: Waves, worker_pid: int) -> None:
@@ -211,11 +219,12 @@ async def realistic(waves: Waves, size: int) -> None:
 
 async def main() -> None:
     size0, size2, runs = sized(200, 1000), sized(200, 1000), sized(1, 3)
+    huge = os.environ.get("BENCH_WAVE_10K", sized("0", "1")) == "1"  # the 10,000-CI wave: about 16 minutes
     print(f"\nwave bench: {size0} CIs against raw Temporal, {size2} CIs at 2 s ops x{runs}, realistic 200 hosts")
     with tempfile.TemporaryDirectory() as tmp, SandboxServer(SandboxConfig(port=0, seed=True)) as sandbox:
         registry = Path(tmp) / "bench-waves.yaml"
         registry.write_text(REGISTRY)
-        for size in sorted({size0, size2, *sized([], [10_000])}):
+        for size in sorted({size0, size2, *([10_000] if huge else [])}):
             add_application(sandbox, f"bench{size}", size)
         add_application(sandbox, "bench200r", 200)
         add_application(sandbox, "benchwarm", 20)
@@ -238,10 +247,10 @@ async def main() -> None:
                 await waves.fleet(0.0)
                 await waves.changeloop("benchwarm", "bench_wave_50")  # warm-up: worker caches, connections
                 await waves.plain(20, 50, 0.0)
-                await against_plain(waves, size0)
+                await against_plain(waves, size0, sized(2, 3))
                 await two_second_ops(waves, size2, runs)
                 await realistic(waves, 200)
-                if sized(False, True):
+                if huge:
                     await ten_thousand(waves, worker.pid)
             finally:
                 stop(worker, plain_worker)
