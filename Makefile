@@ -32,8 +32,9 @@ demo: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/changeloop dev
 
+# Quick sizes (a few minutes); `make bench FULL=1` runs the issue's sizes (README "Performance"). Never part of `make test`.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(filter-out 0,$(FULL)),--full)
 
 # The Temporal UI in headless Chromium against `changeloop dev` (README "End-to-end UI check"); never part of `make test`.
 # Playwright from PyPI drives Debian's /usr/bin/chromium (e2e/chromium.py installs it with apt-get when missing).
