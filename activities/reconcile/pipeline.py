@@ -53,6 +53,9 @@ from workflows.reconcile.models import (
     ScanRequest,
 )
 
+# Pages of the CMDB pull asked at once: a page of thousands of rows costs an instance seconds to render, and the
+# pages are independent (servicenow/client.py `iter_pages`); each still spends the request budget.
+PULL_READ_AHEAD = 4
 LOOKUP_CHUNK = 100  # values per IN clause: keeps the request URL far below instance limits
 CLOSED_INCIDENT = [IncidentState.RESOLVED.value, IncidentState.CLOSED.value, IncidentState.CANCELED.value]
 
@@ -139,6 +142,7 @@ class ReconcileActivities:
                     fields=fields,
                     exclude_reference_link=True,
                     page_size=scope.page_size,
+                    read_ahead=PULL_READ_AHEAD,
                 ):
                     cis.extend(page.records)
 
