@@ -27,7 +27,7 @@ from config.registry import load_registry
 from config.settings import Settings
 from sandbox.server import SandboxConfig, SandboxServer
 from servicenow.auth import BasicAuth
-from servicenow.budget import Priority, RequestBudget
+from servicenow.budget import Priority, RequestBudget, spending
 from servicenow.client import ServiceNowClient
 from servicenow.errors import RateLimited
 from servicenow.query import Query
@@ -115,6 +115,39 @@ def test_each_activity_spends_at_its_workflows_priority() -> None:
     assert priority_of("ChangeRequestWorkflow", "load_wave_page") == Priority.WAVE
     assert priority_of("ReconcileWorkflow", "reconcile_apply_batch") == Priority.RECONCILE
     assert priority_of(None, "reconcile_pull_cmdb") == Priority.RECONCILE
+
+
+# -- a low-priority burst over HTTP ----------------------------------------------------------------------------------
+
+
+async def test_a_low_priority_burst_does_not_delay_a_change_beyond_the_next_token(
+    clean_sandbox: SandboxServer,
+) -> None:
+    """24 reconciliation reads queue on a 4 requests/s budget (6 s of work); a change's call made while they wait
+    reaches the instance with at most the grants already in flight before it, not behind the queue."""
+    rate, burst = 4.0, 24
+    budget = RequestBudget(rate=rate, burst=1)
+    async with ServiceNowClient(clean_sandbox.url, BasicAuth(*INTEGRATION_USER), budget=budget) as sn:
+
+        async def bulk_read() -> int:
+            with spending(Priority.RECONCILE, "bulk"):
+                return await sn.count("cmn_location")
+
+        bulk = [asyncio.create_task(bulk_read()) for _ in range(burst)]
+        before = await _log_until(clean_sandbox, lambda log: len(log) >= 3)  # the burst is being served
+        mark = max(entry["seq"] for entry in before)
+        with spending(Priority.CHANGE, "change"):
+            await sn.count("change_request")
+        queued_after = sum(1 for task in bulk if not task.done())
+        await asyncio.gather(*bulk)
+
+    log = await _control(clean_sandbox, "GET", "/stats/requests")
+    [change] = [entry for entry in log if entry["table"] == "change_request"]
+    overtaken_by = [e for e in log if e["table"] == "cmn_location" and mark < e["seq"] < change["seq"]]
+    assert len(overtaken_by) <= 2, overtaken_by  # the grants in flight when it asked; first come first served: ~20
+    assert queued_after >= burst // 2  # the burst was still queueing when the change got through
+    assert budget.waited[Priority.CHANGE] <= 2 / rate, budget.waited  # the next token, not the queue's 6 s
+    assert sn.spent[("change", "GET", "change_request")] == 1 and sn.spent[("bulk", "GET", "cmn_location")] == burst
 
 
 # -- a 429 pauses everybody ---------------------------------------------------------------------------------------------
