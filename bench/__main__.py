@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 import traceback
 
 from bench import capacity, change, common, intake, reconcile, wave
@@ -35,12 +36,20 @@ def main() -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; have: {', '.join(BENCHES)}")
     common.compile_checkout()
     failed = []
+    began = time.perf_counter()
     for name in args.names or list(BENCHES):
+        started = time.perf_counter()
         try:
             asyncio.run(BENCHES[name]())
         except Exception:
             traceback.print_exc()
             failed.append(name)
+        common.figure(name, "bench wall time", f"{time.perf_counter() - started:.0f} s")
+    wall = time.perf_counter() - began
+    if common.FULL or args.names:
+        common.figure("all", "wall time", f"{wall:.0f} s")
+    else:  # issue 16: `make bench` (every bench, quick sizes) runs in under 5 minutes
+        common.figure("all", "wall time (make bench, quick)", f"{wall:.0f} s", "< 300 s", wall < 300)
     print(f"\nsummary ({'full' if common.FULL else 'quick'} sizes; load = 1-minute load average when taken)")
     print(common.summary_table(common.FIGURES))
     if failed:
