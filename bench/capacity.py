@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,10 +43,10 @@ TARGET_P50_MS = 150.0
 T = TypeVar("T")
 
 
-async def open_loop(rate: float, items: Sequence[T], send: Callable[[T], Awaitable[float]]) -> list[float]:
+async def open_loop(rate: float, items: Sequence[T], send: Callable[[T], Coroutine[Any, Any, float]]) -> list[float]:
     """Send one item every 1/rate seconds whatever the answers do; answer each one's send time."""
     began = time.perf_counter()
-    tasks = []
+    tasks: list[asyncio.Task[float]] = []
     for i, item in enumerate(items):
         delay = began + i / rate - time.perf_counter()
         if delay > 0:
@@ -103,7 +103,7 @@ async def curve(client: Client, sandbox: SandboxServer, tmp: Path, registry: Pat
         await wait_for_pollers(client, queue, workers)
         await wait_for_pollers(client, plain_queue, workers)
         await wait_healthy(f"http://127.0.0.1:{port}")
-        duration = sized(4, 15)
+        duration = sized(3, 15)
         async with changes.Webhooks(port, 32) as hooks:
             warm = await changes.make_changes(sandbox.url, 10)
             await open_loop(10, warm, hooks.send)

@@ -106,7 +106,7 @@ async def anatomy(client: Client, sandbox: SandboxServer, registry: Path) -> Non
     [made] = await changes.make_changes(sandbox.url, 1)
     async with ServiceNowClient.from_settings(settings) as sn:
         async with build_worker(client, settings, load_registry(registry), sn):
-            workflow_id, run_id, _ = await start_change(client, settings, ChangeInput(number=made["number"]))  # type: ignore[arg-type]
+            workflow_id, run_id, _ = await start_change(client, settings, ChangeInput(number=made["number"]))
             await client.get_workflow_handle(workflow_id, run_id=run_id).result()
     by_activity: Counter[str] = Counter()
     for (label, method, resource), n in sorted(sn.spent.items()):
@@ -145,7 +145,7 @@ async def realistic(client: Client, sandbox: SandboxServer, hooks: changes.Webho
 
 
 async def main() -> None:
-    count = int(os.environ.get("BENCH_CHANGES", sized(24, 64)))
+    count = int(os.environ.get("BENCH_CHANGES", sized(16, 64)))
     print(f"\nchange bench: rounds of {count} standard changes (3 no-op steps), {LANES} in flight, vs raw Temporal")
     with tempfile.TemporaryDirectory() as tmp, SandboxServer(SandboxConfig(port=0, seed=True)) as sandbox:
         registry = changes.write_registry(Path(tmp))
