@@ -2,7 +2,7 @@
 `BENCH_PYSPY=<dir> python -m bench ...` leaves (bench/common.py `_profile`: py-spy samples each worker process, busy
 threads only, 50 per second).
 
-For each file: the CPU seconds sampled, then the share of them spent under each part of the stack (a sample counts
+For each file: the seconds sampled (and how much of it sat in waits), then the share of them spent under each part of the stack (a sample counts
 once for every part its stack passes through, so shares overlap), and the hottest leaf functions. The parts are
 named for what a ratio against raw Temporal needs to tell apart: Temporal's own work (activations, the workflow
 sandbox, payload conversion) from changeloop's (its workflow and activity code, ServiceNow HTTP, pydantic models).
@@ -15,6 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 RATE = 50  # samples per second (bench/common.py `_profile`)
+# Leaves py-spy counts as busy that are waits: the event loop's epoll, an idle thread-pool worker. Reported apart so
+# a reader can discount them.
+WAITS = ("EpollSelector.select", "_worker (concurrent/futures/thread.py")
 
 # (label, any of these substrings in a frame): the parts of a worker's CPU a bench's ratio is explained by.
 PARTS: list[tuple[str, tuple[str, ...]]] = [
@@ -25,7 +28,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("  payload conversion (activations)", ("bridge/_visitor.py", "temporalio/converter.py")),
     ("  changeloop workflow code", ("workflows/",)),
     ("activity tasks (all)", ("_ActivityWorker._run_activity", "_ActivityWorker._execute_activity")),
-    ("  ServiceNow HTTP (httpx)", ("httpx/", "httpcore/", "h11/")),
+    ("  HTTP clients (httpx: ServiceNow, the fleet driver)", ("httpx/", "httpcore/", "h11/")),
     ("  changeloop activity code", ("activities/",)),
     ("  child processes (runbook steps)", ("asyncio/subprocess.py", "subprocess.py", "activities/processes.py")),
     ("pydantic (anywhere)", ("pydantic/", "pydantic_core")),
@@ -52,7 +55,10 @@ def summarise(path: Path, top: int = 8) -> str:
         leaves[frames[-1]] += n
     if not samples:
         return f"{path.name}: no samples"
-    lines = [f"{path.name}: {samples / RATE:.1f} CPU s sampled"]
+    waiting = sum(n for leaf, n in leaves.items() if leaf.startswith(WAITS))
+    lines = [
+        f"{path.name}: {samples / RATE:.1f} s sampled, {100 * waiting / samples:.0f} % of it in waits (epoll, idle pool)"
+    ]
     lines += [f"  {label:<45} {100 * parts[label] / samples:5.1f} %" for label, _ in PARTS if parts[label]]
     lines.append("  hottest functions (self time):")
     lines += [f"    {100 * n / samples:5.1f} %  {leaf}" for leaf, n in leaves.most_common(top)]
