@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.budget import priority_of
 from config.reconcile import ReconcileConfig, config_digest
@@ -34,7 +35,7 @@ from servicenow.query import Query
 from tests.changes import TEST_REGISTRY, Changes, start
 from tests.conftest import INTEGRATION_USER
 from worker import build_worker
-from workflows.change.models import ChangeResult
+from workflows.change.models import ChangeResult, change_workflow_id
 from workflows.reconcile.models import ReconcileInput, ReconcileSummary
 
 
@@ -230,6 +231,19 @@ def _reconcile_config(tmp_path: Path, prefix: str) -> ReconcileConfig:
     return ReconcileConfig.model_validate({"sources": [source], "cmdb": {"name_prefix": prefix}, "concurrency": 8})
 
 
+async def _unused_change(client: Client, changes: Changes) -> dict[str, Any]:
+    """A change of this test's own sandbox whose number no earlier test ran on the shared Temporal server: change
+    numbers restart with every sandbox, and a change workflow ID that ran once is never started again (it answers
+    the earlier run's outcome)."""
+    for _ in range(50):
+        change = await changes.create(template="Restart application service")
+        try:
+            await client.get_workflow_handle(change_workflow_id(change["number"])).describe()
+        except RPCError:
+            return change  # not found: nobody ran this number here
+    raise AssertionError("no change number left that the shared Temporal server has not run")
+
+
 async def _log_until(sandbox: SandboxServer, seen: Any, within: float = 60) -> list[dict[str, Any]]:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -259,7 +273,7 @@ async def test_a_change_is_served_before_a_running_reconciliations_writes(
         ServiceNowClient(own_sandbox.url, BasicAuth(*INTEGRATION_USER)) as maker,
         ServiceNowClient.from_settings(budget_settings) as sn,
     ):
-        change = await Changes(maker).create(template="Restart application service")
+        change = await _unused_change(temporal_client, Changes(maker))
         await _control(own_sandbox, "POST", "/stats/reset")
         async with build_worker(temporal_client, budget_settings, load_registry(TEST_REGISTRY), sn):
             reconcile = await temporal_client.start_workflow(
