@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     # reschedule); and how long a change with no allowed time left in its planned window waits to be rescheduled.
     ticket_poll_interval: Duration = timedelta(seconds=60)
     reschedule_wait: Duration = timedelta(days=14)
+    # Business Rule hints that each get a ticket read at once, per change and hour; later ones wait for the poll
+    # (a caller who floods hints must not fill a waiting change's history with reads).
+    ticket_hint_reads_per_hour: int = Field(default=60, ge=1)
     shim_docs: bool = True  # /docs and /openapi.json (behind a valid token); false: not served at all
 
     def secret_values(self) -> list[str]:

@@ -104,7 +104,9 @@ class TicketActivities:
     @activity.defn(name=calls.WATCH_POLICY.name)
     async def watch_policy(self) -> WatchPolicy:
         return WatchPolicy(
-            poll_interval=self.settings.ticket_poll_interval, reschedule_wait=self.settings.reschedule_wait
+            poll_interval=self.settings.ticket_poll_interval,
+            reschedule_wait=self.settings.reschedule_wait,
+            hint_reads_per_hour=self.settings.ticket_hint_reads_per_hour,
         )
 
     @activity.defn(name=calls.BEGIN_IMPLEMENTATION.name)

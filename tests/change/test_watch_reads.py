@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from temporalio.client import Client
 
+from config.registry import Registry
 from config.settings import Settings
+from servicenow.client import ServiceNowClient
 from tests.change.windows import later, plan, status_when
 from tests.changes import Changes, start
 from tests.conftest import SandboxControl
 from tests.helpers import wait_for
+from worker import build_worker
 from workflows.change.models import SIGNAL_TICKET_CHANGED, TicketEvent
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -87,3 +91,37 @@ async def test_a_start_moved_later_between_two_polls_is_read_when_the_old_start_
 
     assert waiting.phase == "waiting_for_window"
     assert ticket["state"] == "-2", "still Scheduled: it did not start at its old planned start"
+
+
+async def test_a_flood_of_hints_reads_the_ticket_at_most_the_hourly_hint_budget(
+    temporal_client: Client, settings: Settings, registry: Registry, changes: Changes, sandbox: Any
+) -> None:
+    """An attacker holding the Business Rule's credential (`change:webhook`) sends hint after hint to a change that
+    waits for its window: each hint used to cost a ticket read (an activity in the history), so enough of them fill
+    the history to its event limit. Hinted reads now stop at the hourly budget; later hints wait for the poll."""
+    budget = 3
+    watched = settings.model_copy(
+        update={"task_queue": f"hint-budget-{uuid.uuid4().hex[:6]}", "ticket_hint_reads_per_hour": budget}
+    )
+    change = await changes.create(template="Restart application service")
+    start_at = later(3600)
+    await plan(changes, change, start_at, start_at + timedelta(hours=1))
+    async with ServiceNowClient.from_settings(watched) as sn, build_worker(temporal_client, watched, registry, sn):
+        handle = await start(temporal_client, watched, change["number"])
+        try:
+            await status_when(handle, lambda s: s.phase == "waiting_for_window", "waiting for the window")
+            # Past the first backed-off polls: from here a poll comes every 8 s or later.
+            await wait_for(lambda: _reads_after(handle, 0, 5), timeout=30, message="the first polls")
+            hint = TicketEvent(number=change["number"], sys_id=change["sys_id"])
+            answered = 0
+            for _ in range(budget + 4):
+                before = await _reads_of_the_ticket(handle)
+                await handle.signal(SIGNAL_TICKET_CHANGED, hint)
+                try:
+                    await wait_for(lambda b=before: _reads_after(handle, b, 1), timeout=2, interval=0.05)  # type: ignore[misc]
+                    answered += 1
+                except TimeoutError:
+                    pass
+        finally:
+            await handle.terminate(reason="test over")
+    assert budget <= answered <= budget + 1, f"{answered} hints answered by a read (budget {budget}; one poll may land)"

@@ -165,7 +165,7 @@ async def test_after_a_429_nobody_calls_before_retry_after(clean_sandbox: Sandbo
     log = await _control(clean_sandbox, "GET", "/stats/requests")
     refused = [entry["rate_limited"] for entry in log]
     assert refused.count(False) == 4  # every request got through in the end
-    assert True in refused and budget.pauses >= 1
+    assert any(refused) and budget.pauses >= 1  # some were refused (429), and the budget paused for them
     # A refusal is always followed by an accepted request: nobody asked again inside the refused window.
     assert all(not (a and b) for a, b in itertools.pairwise(refused)), refused
 

@@ -186,6 +186,7 @@ class WatchPolicy(BaseModel):
 
     poll_interval: Duration = timedelta(seconds=60)
     reschedule_wait: Duration = timedelta(days=14)
+    hint_reads_per_hour: int = 60
 
 
 class ScheduleQuery(BaseModel):

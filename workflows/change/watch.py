@@ -92,6 +92,7 @@ class TicketWatch:
         self._note = note
         self._mirror = mirror
         self._hinted = False
+        self._hint_reads: list[datetime] = []  # when hints were answered with a read, the last hour's
         self._next_read: datetime | None = None
         self._backoff = 0
         self._noted = ""
@@ -138,7 +139,7 @@ class TicketWatch:
         out of Scheduled to be rescheduled and approved again. `windowed=False`: hold and cancel only (closing)."""
         force, since = read, workflow.now()
         while True:
-            if force or self._hinted or self._next_read is None or workflow.now() >= self._next_read:
+            if force or self._hint_due() or self._next_read is None or workflow.now() >= self._next_read:
                 await self._read()
                 force = False
             stop, wait = self._judge(before, windowed=windowed, unstarted=reschedulable)
@@ -254,7 +255,18 @@ class TicketWatch:
         return None, Waiting(phase=BLACKOUT, reason=reason, until=finding.allowed_from)
 
     # -- reading and waiting --------------------------------------------------------------------------------------
+    def _hint_due(self) -> bool:
+        """A hint is waiting and this hour's hinted reads are not spent: read now. Spent, the hint waits for the
+        poll (which reads anyway), so a flood of hints costs at most `hint_reads_per_hour` reads an hour."""
+        if not self._hinted:
+            return False
+        hour_ago = workflow.now() - timedelta(hours=1)
+        return sum(1 for at in self._hint_reads if at > hour_ago) < self.policy.hint_reads_per_hour
+
     async def _read(self) -> None:
+        if self._hint_due():
+            hour_ago = workflow.now() - timedelta(hours=1)
+            self._hint_reads = [at for at in self._hint_reads if at > hour_ago] + [workflow.now()]
         self._hinted = False
         poll = min(self.policy.poll_interval * (2**self._backoff), LONGEST_POLL)
         self._next_read = workflow.now() + poll
@@ -273,9 +285,9 @@ class TicketWatch:
         assert self._next_read is not None
         wake = min(until, self._next_read) if until is not None else self._next_read
         remaining = wake - workflow.now()
-        if remaining > timedelta(0) and not self._hinted:
+        if remaining > timedelta(0) and not self._hint_due():
             try:
-                await workflow.wait_condition(lambda: self._hinted, timeout=remaining)
+                await workflow.wait_condition(self._hint_due, timeout=remaining)
             except TimeoutError:
                 pass
 
