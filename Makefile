@@ -21,8 +21,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy workflows/ activities/ servicenow/ config/
 
+# Test processes (pytest-xdist): each starts its own Temporal dev server, sandbox and worker on free ports, so tests
+# never share one. Two fit this project's two-core CI; PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
+
 pytest: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
 
 test: lint typecheck pytest
 

@@ -19,6 +19,7 @@ from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from tests.change.windows import Blackouts, later, now, plan, sn_time, status_when
 from tests.changes import TEST_REGISTRY, Changes, start
+from tests.helpers import wait_for
 from workflows.catalog import WORKFLOW_INTERCEPTORS, WORKFLOWS
 from workflows.change.models import ChangeOutcome, ChangeStatus
 
@@ -62,7 +63,7 @@ async def test_a_change_waits_for_its_planned_start_then_runs(
     assert status.waiting is not None and status.waiting.until == start_at
     ticket = await changes.get(change["sys_id"])
     assert ticket["state"] == "-2" and ticket["correlation_id"] == "", "nothing is touched before the window opens"
-    notes = await changes.work_notes(change["sys_id"])
+    notes = await wait_for(lambda: changes.work_notes(change["sys_id"]), message="the note saying it waits")
     assert len(notes) == 1 and f"planned start ({start_at:%Y-%m-%d %H:%M:%S} UTC)" in notes[0]
 
     result = await handle.result()
@@ -136,7 +137,8 @@ async def test_a_change_with_no_allowed_time_left_runs_nothing_says_why_and_runs
     assert status.steps == [] and status.ticket_state == "Scheduled"
     ticket = await changes.get(change["sys_id"])
     assert ticket["state"] == "-2" and ticket["correlation_id"] == "", "nothing ran, nothing was changed"
-    (why,) = await changes.work_notes(change["sys_id"])
+    # The status says "waiting" as soon as the run waits; the note telling the ticket why follows it.
+    (why,) = await wait_for(lambda: changes.work_notes(change["sys_id"]), message="the note saying why it waits")
     assert why.startswith("changeloop did not run this change: blackout 'Test freeze on payments-api' until")
     assert "no allowed time remains in its planned window" in why and "Reschedule it" in why
 
