@@ -11,6 +11,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
+from temporalio.client import Client
+
 T = TypeVar("T")
 
 
@@ -48,3 +50,20 @@ async def wait_for(
             what = message or getattr(predicate, "__name__", repr(predicate))
             raise TimeoutError(f"condition {what!r} not met within {timeout}s (last value: {result!r})")
         await asyncio.sleep(interval)
+
+
+async def listed_runs(client: Client, workflow_id: str, at_least: int = 1, timeout: float = 20.0) -> list[Any]:
+    """The runs of `workflow_id` that visibility lists, once it lists at least `at_least` of them.
+
+    Visibility is eventually consistent: a run the server started or closed a moment ago may not be listed yet, so
+    "exactly one run" is read only after the index shows the run(s) every test expects.
+    """
+
+    async def listed() -> list[Any] | None:
+        runs = [w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+        return runs if len(runs) >= at_least else None
+
+    found: list[Any] = await wait_for(
+        listed, timeout=timeout, interval=0.2, message=f"visibility lists {at_least} run(s) of {workflow_id}"
+    )
+    return found

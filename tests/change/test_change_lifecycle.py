@@ -15,7 +15,7 @@ from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from tests.changes import Changes, signed_decision, start
 from tests.conftest import ADMIN_USER
-from tests.helpers import wait_for
+from tests.helpers import listed_runs, wait_for
 from workflows.change.models import (
     ApprovalInput,
     ChangeOutcome,
@@ -72,7 +72,12 @@ async def test_status_query_and_search_attributes_describe_the_change(
     assert all(s.ended_at and s.ended_at >= s.started_at for s in status.steps)
     assert status.gate.status == GateStatus.NOT_REQUIRED
 
-    found = [w.id async for w in temporal_client.list_workflows(f"ChangeNumber = '{change['number']}'")]
+    async def listed() -> list[str] | None:
+        found = [w.id async for w in temporal_client.list_workflows(f"ChangeNumber = '{change['number']}'")]
+        return found if handle.id in found else None
+
+    # Visibility is eventually consistent: the index may list the run a moment after the server started it.
+    found = await wait_for(listed, timeout=20, interval=0.2, message=f"ChangeNumber = '{change['number']}' lists it")
     assert handle.id in found
     description = await handle.describe()
     attributes = {k.name: v for k, v in description.typed_search_attributes}  # type: ignore[attr-defined]
@@ -236,7 +241,7 @@ async def test_poll_starts_approved_changes_and_never_twice(
     assert only_polled["number"] in poll.started
     assert by_webhook["number"] not in poll.started
     for change in (by_webhook, only_polled):
-        runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = 'change-{change['number']}'")]
+        runs = await listed_runs(temporal_client, f"change-{change['number']}")
         assert len(runs) == 1, f"{change['number']} ran {len(runs)} times"
         await temporal_client.get_workflow_handle(f"change-{change['number']}").result()
         notes = await changes.work_notes(change["sys_id"])

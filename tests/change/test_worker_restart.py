@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from config.settings import Settings
 from tests.changes import TEST_REGISTRY, Changes, start
-from tests.helpers import wait_for
+from tests.helpers import listed_runs, wait_for
 from workflows.change.models import ChangeOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ async def test_worker_killed_mid_runbook_and_restarted_completes_the_change_once
     assert _runs(markers / "first") == 1, "a step finished before the kill must not run again"
     assert _runs(markers / "last") == 1
     assert _runs(markers / "waiting") >= 2, "the step in flight at the kill is retried on the new worker"
-    runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = '{handle.id}'")]
+    runs = await listed_runs(temporal_client, handle.id)
     assert len(runs) == 1
     ticket = await changes.get(change["sys_id"])
     assert ticket["state"] == "3" and ticket["close_code"] == "successful"
