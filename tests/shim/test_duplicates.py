@@ -10,7 +10,7 @@ from temporalio.client import Client
 from config.settings import Settings
 from servicenow.client import ServiceNowClient
 from starter.devstack.walkthrough import open_standard_change, schedule_preapproved, ticket_report, wait_for_state
-from tests.helpers import wait_for
+from tests.helpers import listed_runs, wait_for
 from tests.shim.conftest import change_number, count_on_queue, webhook_body
 from workflows.poll.models import PollInput, PollResult
 
@@ -69,7 +69,7 @@ async def test_a_change_delivered_five_times_and_found_by_the_poll_runs_once(
     assert change["number"] not in poll.started, "the poll found it but must not start it again"
     closed = await wait_for_state(sn_client, change["sys_id"], {"3"}, within=30, interval=0.2)
     assert closed["close_code"] == "successful"
-    runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = 'change-{change['number']}'")]
+    runs = await listed_runs(temporal_client, f"change-{change['number']}")
     assert len(runs) == 1
     report = await ticket_report(sn_client, change["sys_id"])
     assert sum(note.startswith("Started by changeloop") for note in report.work_notes) == 1

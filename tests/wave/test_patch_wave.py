@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from config.settings import Settings
 from tests.changes import Changes
+from tests.helpers import listed_runs
 from tests.wave.conftest import BASELINE, FLEET, TARGET, FleetControl, run_wave
 from workflows.wave.models import CiState, patch_host_workflow_id, wave_workflow_id
 
@@ -148,7 +149,7 @@ async def test_wave_continues_as_new_per_cmdb_page_and_patches_every_ci_once(
 
     assert wave.ticket["close_code"] == "successful"
     assert wave.status.run == 3 and wave.status.counts.patched == 20
-    runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = '{wave_workflow_id(wave.number)}'")]
+    runs = await listed_runs(temporal_client, wave_workflow_id(wave.number), at_least=3)
     assert len(runs) == 3
     counters = await fleet.counters(FLEET)
     assert {n: c["patch_calls"] for n, c in counters.items()} == dict.fromkeys(FLEET, 1), "each CI patched once"

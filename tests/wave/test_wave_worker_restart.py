@@ -11,7 +11,7 @@ from temporalio.client import Client
 from config.settings import Settings
 from tests.change.test_worker_restart import _worker_process
 from tests.changes import TEST_REGISTRY, Changes, start
-from tests.helpers import wait_for
+from tests.helpers import listed_runs, wait_for
 from tests.wave.conftest import FLEET, TARGET, FleetControl
 from workflows.wave.models import patch_host_workflow_id
 
@@ -58,5 +58,5 @@ async def test_worker_killed_mid_wave_and_restarted_patches_no_host_twice(
     assert all(h["patch_level"] == TARGET for h in hosts.values())
     for name in FLEET:
         child = patch_host_workflow_id(change["number"], name)
-        runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = '{child}'")]
+        runs = await listed_runs(temporal_client, child)
         assert len(runs) == 1, f"{child} ran {len(runs)} times"
