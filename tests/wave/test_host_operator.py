@@ -63,7 +63,7 @@ async def test_http_unreachable_host_is_a_retryable_error_and_a_refused_patch_is
 async def test_cancelling_a_slow_operation_stops_it_at_once(http: HttpOperator, fleet: FleetControl) -> None:
     await fleet.set_faults("fleet-20", slow_seconds=30)
     task = asyncio.ensure_future(http.health_check(HOST))
-    await wait_for(lambda: _health_calls(fleet), timeout=5)
+    await wait_for(lambda: _health_calls(fleet), timeout=20, message="the slow health check reached the host")
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
