@@ -122,9 +122,14 @@ async def test_slack_gets_the_incident_number_and_links(
     assert "/nav_to.do?uri=incident.do?sys_id=" + incident["sys_id"] in message["text"]
     assert incident_settings.execution_url(handle.id) in message["text"]
     assert "Web Platform" in message["text"]
-    status = await temporal_client.get_workflow_handle(incident_workflow_id(handle.id)).query(
-        "status", result_type=IncidentStatus
-    )
+    tracker = temporal_client.get_workflow_handle(incident_workflow_id(handle.id))
+
+    async def slack_recorded() -> IncidentStatus | None:
+        status = await tracker.query("status", result_type=IncidentStatus)
+        return status if status.slack else None
+
+    # Slack holds the message before the workflow records the post's answer (the activity's result comes after it).
+    status = await wait_for(slack_recorded, timeout=20, message="the incident workflow recorded the Slack post")
     assert status.phase == IncidentPhase.OPEN and status.slack == "sent"
 
 
