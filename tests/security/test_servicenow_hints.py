@@ -42,6 +42,11 @@ async def _events_delivered(stack: Stack, number: str) -> list[dict[str, Any]]:
     return [m for m in sent if m["url"].endswith("/api/servicenow/change/event") and m["body"]["number"] == number]
 
 
+async def _answered(stack: Stack, number: str) -> list[dict[str, Any]] | None:
+    delivered = await _events_delivered(stack, number)
+    return delivered if delivered and delivered[-1]["done"] else None
+
+
 async def _hint_reached_the_runbook(stack: Stack, number: str) -> None:
     """The rule's POST went through the shim and the change forwarded it: the runbook's history holds the signal."""
 
@@ -73,7 +78,10 @@ async def test_a_hold_set_in_servicenow_pauses_the_runbook_through_the_business_
         await wait_for(held, timeout=20, message="the runbook paused before 'last'")
         status = await runbook_status(stack.client, number)
         assert status is not None and [s.name for s in status.steps] == ["first", "wait for release"]
-        delivered = await _events_delivered(stack, number)
+        # The sandbox records the shim's answer after it arrives; the signal may reach the runbook before that.
+        delivered = await wait_for(
+            lambda: _answered(stack, number), timeout=20, message="the change-event rule's POST was answered"
+        )
         assert delivered and delivered[-1]["body"]["on_hold"] == "true" and delivered[-1]["status"] == 202
 
         async with stack.as_user(ADMIN) as admin:
