@@ -50,6 +50,8 @@ async def test_503s_mid_batch_create_every_ci_once_and_count_all_of_them(
     config = s.config(s.source("dc1", live))
     await reset_faults.set_faults(latency_ms=150)
     workflow_id = f"reconcile-test-{s.prefix}retry"
+    # Counted before the start: the run may write before the test reads the count.
+    before = await reset_faults.requests_to("POST", "cmdb_ci_linux_server")
     handle = await s.client.start_workflow(
         "ReconcileWorkflow",
         ReconcileInput(config=s.publish(config), digest=config_digest(config)),
@@ -57,8 +59,6 @@ async def test_503s_mid_batch_create_every_ci_once_and_count_all_of_them(
         task_queue=s.settings.task_queue,
         result_type=ReconcileSummary,
     )
-
-    before = await reset_faults.requests_to("POST", "cmdb_ci_linux_server")
 
     async def some_created() -> bool:  # counted by the instance's stats: a query would wait its 150 ms
         return await reset_faults.requests_to("POST", "cmdb_ci_linux_server") - before >= 8
@@ -89,6 +89,8 @@ async def test_a_batch_retried_after_a_burst_of_503s_opens_one_incident_per_miss
     config = s.config(s.source("dc1", []))
     await reset_faults.set_faults(latency_ms=150)
     workflow_id = f"reconcile-test-{s.prefix}retry-incidents"
+    # Counted before the start: the run may write before the test reads the count.
+    before = await reset_faults.requests_to("POST", "incident")
     handle = await s.client.start_workflow(
         "ReconcileWorkflow",
         ReconcileInput(config=s.publish(config), digest=config_digest(config)),
@@ -96,8 +98,6 @@ async def test_a_batch_retried_after_a_burst_of_503s_opens_one_incident_per_miss
         task_queue=s.settings.task_queue,
         result_type=ReconcileSummary,
     )
-
-    before = await reset_faults.requests_to("POST", "incident")
 
     async def some_opened() -> bool:  # counted by the instance's stats: a query would wait its 150 ms
         return await reset_faults.requests_to("POST", "incident") - before >= 3
