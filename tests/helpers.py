@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 
 from temporalio.client import Client
@@ -67,3 +69,15 @@ async def listed_runs(client: Client, workflow_id: str, at_least: int = 1, timeo
         listed, timeout=timeout, interval=0.2, message=f"visibility lists {at_least} run(s) of {workflow_id}"
     )
     return found
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses every connection for as long as the block runs.
+
+    The socket stays bound and never listens: a connection gets "refused" at once, and no other process (another
+    test process's server on a free port) can take the port meanwhile, as it could take a port found free and let go.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -20,6 +19,7 @@ from servicenow.errors import (
 )
 from servicenow.query import Query
 from tests.conftest import ADMIN_USER
+from tests.helpers import refused_port
 
 
 async def test_an_unknown_table_is_a_bad_request(sn_client: ServiceNowClient):
@@ -146,17 +146,14 @@ async def test_a_create_that_times_out_after_the_write_is_not_repeated_and_is_fo
         await client.delete("incident", found[0]["sys_id"])
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_an_unreachable_instance_is_a_transport_error():
-    url = f"http://127.0.0.1:{_closed_port()}"
-    async with ServiceNowClient(url, BasicAuth("changeloop.integration", "sn-integration-pw"), max_retries=1) as client:
-        with pytest.raises(TransportError, match="ConnectError") as raised:
-            await client.get("incident", "0" * 32)
-        assert client.calls == {"transport_error": 2}  # a read is retried once, then given up
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        async with ServiceNowClient(
+            url, BasicAuth("changeloop.integration", "sn-integration-pw"), max_retries=1
+        ) as client:
+            with pytest.raises(TransportError, match="ConnectError") as raised:
+                await client.get("incident", "0" * 32)
+            assert client.calls == {"transport_error": 2}  # a read is retried once, then given up
     assert raised.value.retryable
     assert raised.value.status_code is None

@@ -21,8 +21,7 @@ from starter.doctor_report import Status
 from starter.doctor_servicenow import PROPERTIES, REST_MESSAGE, REST_METHOD, RULES
 from tests.conftest import ADMIN_USER, INTEGRATION_USER, OAUTH_CLIENT, WEBHOOK_TOKEN, SandboxControl
 from tests.doctor.conftest import INCIDENT_TOKEN, Installation, changeloop_doctor, installed_record, put_back
-from tests.helpers import wait_for
-from tests.shim.conftest import free_port
+from tests.helpers import refused_port, wait_for
 
 UPDATE_SET = Path(__file__).parents[2] / "deploy" / "servicenow" / "changeloop_update_set.xml"
 
@@ -129,10 +128,11 @@ async def test_oauth_as_configured(installed: Installation) -> None:
 
 
 async def test_an_instance_or_a_temporal_that_does_not_answer(installed: Installation) -> None:
-    gone = f"http://127.0.0.1:{free_port()}"
-    report = await run_doctor(
-        installed.settings.model_copy(update={"servicenow_url": gone, "temporal_address": f"127.0.0.1:{free_port()}"})
-    )
+    with refused_port() as instance, refused_port() as temporal:
+        gone = f"http://127.0.0.1:{instance}"
+        report = await run_doctor(
+            installed.settings.model_copy(update={"servicenow_url": gone, "temporal_address": f"127.0.0.1:{temporal}"})
+        )
 
     assert report.get("servicenow.auth").summary.startswith(f"ServiceNow at {gone} does not answer")
     assert report.get("temporal.reachable").status == Status.FAIL
@@ -172,12 +172,13 @@ async def test_an_invalid_registry(installed: Installation, tmp_path: Path) -> N
 async def test_empty_properties_and_a_shim_that_does_not_answer(
     installed: Installation, sandbox_control: SandboxControl
 ) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
-    await sandbox_control.set_config(shim_url=closed, webhook_token="", incident_token="")
-    try:
-        report = await run_doctor(installed.settings)
-    finally:
-        await put_back(sandbox_control, installed.shim.url)
+    with refused_port() as port:
+        closed = f"http://127.0.0.1:{port}"
+        await sandbox_control.set_config(shim_url=closed, webhook_token="", incident_token="")
+        try:
+            report = await run_doctor(installed.settings)
+        finally:
+            await put_back(sandbox_control, installed.shim.url)
 
     token = report.get("update_set.property.x_changeloop.webhook_token")
     assert token.status == Status.FAIL and "is empty" in token.summary

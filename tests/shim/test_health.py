@@ -9,7 +9,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from config.registry import Registry
 from config.settings import Settings
 from starter.shim.app import create_app
-from tests.shim.conftest import LiveServer, free_port
+from tests.helpers import refused_port
+from tests.shim.conftest import LiveServer
 
 
 async def test_healthz_is_200_without_auth_when_temporal_answers(live_shim: LiveServer) -> None:
@@ -20,11 +21,12 @@ async def test_healthz_is_200_without_auth_when_temporal_answers(live_shim: Live
 
 
 async def test_healthz_is_503_when_temporal_is_unreachable(shim_settings: Settings, registry: Registry) -> None:
-    dead = f"127.0.0.1:{free_port()}"
-    client = await Client.connect(dead, lazy=True, data_converter=pydantic_data_converter)
-    app = create_app(shim_settings.model_copy(update={"temporal_address": dead}), client, registry)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shim") as http:
-        response = await http.get("/healthz")
+    with refused_port() as port:
+        dead = f"127.0.0.1:{port}"
+        client = await Client.connect(dead, lazy=True, data_converter=pydantic_data_converter)
+        app = create_app(shim_settings.model_copy(update={"temporal_address": dead}), client, registry)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shim") as http:
+            response = await http.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable"}
     assert dead not in response.text
