@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import paced_heartbeats
 from activities.processes import run_process
 from config.reconcile import AwsEc2Source, CommandSource, FieldMapping, HttpSource, KubernetesSource, Source
 from config.secrets import NamedSecrets, SecretsError, Value
@@ -257,3 +259,17 @@ _SCANNERS: dict[str, Callable[[Any, NamedSecrets], Awaitable[list[InventoryRecor
 async def scan(source: Source, secrets: NamedSecrets | None = None) -> list[InventoryRecord]:
     """Every live resource the source knows of, or SourceError."""
     return await _SCANNERS[source.kind](source, secrets or NamedSecrets([], {}))
+
+
+async def scan_in_activity(source: Source, secrets: NamedSecrets) -> list[InventoryRecord]:
+    """`scan` inside an activity (the central pipeline's or a site worker's): heartbeats while the source answers,
+    and a SourceError fails the activity, for good when the source is misconfigured (no retry can help)."""
+    try:
+        async with paced_heartbeats():
+            return await scan(source, secrets)
+    except SourceError as exc:
+        raise ApplicationError(
+            str(exc),
+            type="SourceMisconfigured" if exc.misconfigured else "SourceScanFailed",
+            non_retryable=exc.misconfigured,
+        ) from exc

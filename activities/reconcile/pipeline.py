@@ -20,7 +20,6 @@ from collections import Counter
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.errors import servicenow_errors
 from activities.heartbeat import paced_heartbeats
@@ -106,15 +105,7 @@ class ReconcileActivities:
     async def scan_source(self, request: ScanRequest) -> ScanReport:
         config = self._config(request.config)
         source = worker_source(self.settings, config, request.config, request.source, request.source_digest)
-        try:
-            async with paced_heartbeats():
-                records = await inventory.scan(source, self.secrets)
-        except inventory.SourceError as exc:
-            raise ApplicationError(
-                str(exc),
-                type="SourceMisconfigured" if exc.misconfigured else "SourceScanFailed",
-                non_retryable=exc.misconfigured,
-            ) from exc
+        records = await inventory.scan_in_activity(source, self.secrets)
         count = await asyncio.to_thread(self._store().save_scan, source.name, records)
         return ScanReport(source=source.name, kind=source.kind, ok=True, records=count)
 

@@ -14,7 +14,6 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import paced_heartbeats
 from activities.reconcile import inventory, transfer
 from activities.reconcile.configs import worker_config, worker_source
 from activities.reconcile.store import RunStore, prune, run_key
@@ -42,15 +41,7 @@ class SiteScanActivities:
         ref = ConfigRef(name=request.config.name)
         config = worker_config(self.settings, self.secrets, ref)
         source = worker_source(self.settings, config, ref, request.source, request.source_digest)
-        try:
-            async with paced_heartbeats():
-                records = await inventory.scan(source, self.secrets)
-        except inventory.SourceError as exc:
-            raise ApplicationError(
-                str(exc),
-                type="SourceMisconfigured" if exc.misconfigured else "SourceScanFailed",
-                non_retryable=exc.misconfigured,
-            ) from exc
+        records = await inventory.scan_in_activity(source, self.secrets)
         try:
             chunks = await asyncio.to_thread(transfer.pack, source.name, records, max_bytes=request.max_bytes)
         except transfer.TooLarge as exc:
