@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,7 +17,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import (
@@ -32,7 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
-from bench.common import figure, sized
+from bench.common import ROOT, SHIM_TOKEN, figure, free_port, pct, sized, start_shim, wait_healthy
 from bench.loadgen import Connection
 from workflows import calls
 from workflows import search_attributes as sa
@@ -40,7 +37,6 @@ from workflows.change.models import ChangeInput, ChangeTicket, NoteInput
 from workflows.change.workflow import ChangeRequestWorkflow
 from workflows.runbook.models import ResolveInput, RunbookChoice
 
-TOKEN = "bench-token-0123456789abcdef0123456789abcdef"  # 32+ characters: shorter tokens stop the shim
 RATE_QUEUE = "bench-intake-rate"  # no worker polls it: phase 1 measures intake alone
 LATENCY_QUEUE = "bench-intake-latency"
 CONCURRENCY = int(os.environ.get("BENCH_INTAKE_CONCURRENCY", "16"))
@@ -81,12 +77,6 @@ class Round:
     mode: str
     sent: dict[str, float] = field(default_factory=dict)
     elapsed: float = 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _body(number: str) -> dict[str, str]:
@@ -166,35 +156,6 @@ async def latency_run(starter: Starter, numbers: Iterator[str]) -> tuple[Round, 
     return raw, shim
 
 
-def _start_shim(address: str, port: int, queue: str) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "CHANGELOOP_TEMPORAL_ADDRESS": address,
-        "CHANGELOOP_TASK_QUEUE": queue,
-        "CHANGELOOP_WEBHOOK_TOKEN": TOKEN,
-        "CHANGELOOP_LOG_LEVEL": "WARNING",
-    }
-    root = Path(__file__).resolve().parents[1]
-    return subprocess.Popen(
-        [sys.executable, "-m", "starter.cli", "shim", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def _wait_healthy(http: httpx.AsyncClient) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if (await http.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("shim did not become healthy within 30 s")
-
-
 async def _wait_first_activities(stubs: Stubs, expected: set[str]) -> None:
     deadline = time.monotonic() + 120
     while not expected <= stubs.first_activity.keys():
@@ -205,11 +166,6 @@ async def _wait_first_activities(stubs: Stubs, expected: set[str]) -> None:
         await asyncio.sleep(0.1)
 
 
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 async def main() -> None:
     _sizes()
     temporal = Path(sys.executable).parent / "temporal"
@@ -217,17 +173,16 @@ async def main() -> None:
         dev_server_existing_path=str(temporal), search_attributes=sa.ALL, data_converter=pydantic_data_converter
     )
     address = env.client.service_client.config.target_host
-    ports = {RATE_QUEUE: _free_port(), LATENCY_QUEUE: _free_port()}
-    shims = {queue: _start_shim(address, port, queue) for queue, port in ports.items()}
+    ports = {RATE_QUEUE: free_port(), LATENCY_QUEUE: free_port()}
+    shims = {queue: start_shim(address, queue, port, ROOT) for queue, port in ports.items()}
     numbers = (f"CHG{n}" for n in range(1_000_000, 9_999_999))
     stubs = Stubs()
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {SHIM_TOKEN}"}
     pools: dict[str, asyncio.Queue[Connection]] = {}
     try:
         async with AsyncExitStack() as stack:
             for queue, port in ports.items():
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                    await _wait_healthy(http)
+                await wait_healthy(f"http://127.0.0.1:{port}")
                 pools[queue] = asyncio.Queue()
                 for _ in range(CONCURRENCY):
                     connection = Connection("127.0.0.1", port, headers)
@@ -292,12 +247,12 @@ def _report(rate_rounds: list[Round], raw: Round, shim: Round, stubs: Stubs) -> 
     )
     print(f"  {'':5} {'p50 ms':>8} {'p99 ms':>8}")
     for mode, values in latency.items():
-        print(f"  {mode:5} {_pct(values, 50):8.1f} {_pct(values, 99):8.1f}")
-    added = _pct(latency["shim"], 50) - _pct(latency["raw"], 50)
+        print(f"  {mode:5} {pct(values, 50):8.1f} {pct(values, 99):8.1f}")
+    added = pct(latency["shim"], 50) - pct(latency["raw"], 50)
     figure(
         "intake",
         "start -> first activity p50, shim minus raw (stub activities)",
-        f"{added:+.1f} ms ({_pct(latency['shim'], 50):.1f} vs {_pct(latency['raw'], 50):.1f} ms)",
+        f"{added:+.1f} ms ({pct(latency['shim'], 50):.1f} vs {pct(latency['raw'], 50):.1f} ms)",
         "<= 15 ms",
         added <= 15,
     )
