@@ -55,7 +55,7 @@ async def test_a_change_waits_for_its_planned_start_then_runs(
     temporal_client: Client, settings: Settings, changes: Changes
 ) -> None:
     change = await changes.create(template="Restart application service")
-    start_at = later(4)
+    start_at = later(8)  # the first read must come before it for the run to be seen waiting, however loaded the machine
     await plan(changes, change, start_at, start_at + timedelta(hours=1))
     handle = await start(temporal_client, settings, change["number"])
 
@@ -82,10 +82,14 @@ async def test_a_rescheduled_start_is_picked_up_by_the_poll(
     handle = await start(temporal_client, settings, change["number"])
     await status_when(handle, lambda s: s.waiting is not None and s.waiting.until == first, "waiting an hour")
 
-    sooner = later(2)
-    await plan(changes, change, sooner, sooner + timedelta(hours=1))  # no Business Rule here: the poll sees it
+    # No Business Rule here: the poll sees it. An unchanged wait backs its poll off (reads at 1, 2, 4, 8, 16 s after
+    # the first), so the new start must lie beyond the next read for the run to be seen waiting for it: 10 s ahead
+    # holds whenever the reschedule lands within 16 s of the first read. (2 s ahead failed on a loaded CI machine:
+    # the next read came after the new start, the run went straight to work and never waited for it.)
+    sooner = later(10)
+    await plan(changes, change, sooner, sooner + timedelta(hours=1))
     status = await status_when(
-        handle, lambda s: s.waiting is not None and s.waiting.until == sooner, "the new start picked up", within=15
+        handle, lambda s: s.waiting is not None and s.waiting.until == sooner, "the new start picked up", within=25
     )
     assert status.phase == "waiting_for_window"
     result = await handle.result()
