@@ -70,12 +70,12 @@ async def test_a_start_moved_later_between_two_polls_is_read_when_the_old_start_
     reads the ticket when the old start comes and waits for the new one."""
     change = await changes.create(template="Restart application service")
     started = time.monotonic()
-    start_at = later(24)
+    start_at = later(27)
     await plan(changes, change, start_at, start_at + timedelta(hours=2))
     handle = await start(temporal_client, settings, change["number"])
     try:
         await status_when(handle, lambda s: s.phase == "waiting_for_window", "waiting for the window")
-        # After the watch's backed-off read at ~16 s (the next one is due at ~32 s), before the old start at 24 s.
+        # After the watch's backed-off read at ~16 s (the next one is due at ~32 s), before the old start at 27 s.
         await wait_for(lambda: time.monotonic() - started > 18, timeout=30, interval=0.1, message="18 s passed")
         new_start = later(3600)
         await plan(changes, change, new_start, new_start + timedelta(hours=1))

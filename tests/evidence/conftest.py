@@ -43,7 +43,7 @@ def evidence_settings(settings: Settings) -> Settings:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def evidence_worker(temporal_client: Client, evidence_settings: Settings, sandbox: Any) -> AsyncIterator[Worker]:
     scrub.install(evidence_settings)  # what worker.py does at start: the one scrubber knows the worker's secrets
-    async with ServiceNowClient.from_settings(evidence_settings, timeout=2.0) as sn:
+    async with ServiceNowClient.from_settings(evidence_settings, timeout=3.0) as sn:
         activities = central_activities(temporal_client, evidence_settings, load_registry(TEST_REGISTRY), sn)
         async with Worker(
             temporal_client,

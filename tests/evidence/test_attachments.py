@@ -51,7 +51,7 @@ async def test_an_upload_whose_answer_was_lost_is_found_by_its_retry(
 ) -> None:
     change = await changes.create()
     request = AttachInput(table="change_request", sys_id=change["sys_id"], file_name="lost.log", text="done\n")
-    # The instance stores the file, then hangs past the client's 2 s: the activity fails and is retried.
+    # The instance stores the file, then hangs past the client's 3 s: the activity fails and is retried.
     await reset_faults.set_faults(
         rules=[{"method": "POST", "table": "sys_attachment", "mode": "timeout_after_write", "hang_seconds": 4}]
     )

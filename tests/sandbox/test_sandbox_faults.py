@@ -55,8 +55,10 @@ def test_timeout_after_write_commits_then_answers_late(emulator, control: httpx.
     with httpx.Client(base_url=emulator.url, auth=("admin", "admin"), timeout=0.5) as impatient:
         with pytest.raises(httpx.ReadTimeout):
             impatient.post("/api/now/table/incident", json={"correlation_id": marker})
-        # The create timed out for the caller, yet the record exists: a blind retry would duplicate it.
-        rows = impatient.get("/api/now/table/incident", params={"sysparm_query": f"correlation_id={marker}"})
+    # The create timed out for the caller, yet the record exists: a blind retry would duplicate it. (Read with the
+    # usual timeout: only the faulted POST is meant to time out.)
+    with httpx.Client(base_url=emulator.url, auth=("admin", "admin"), timeout=10) as patient:
+        rows = patient.get("/api/now/table/incident", params={"sysparm_query": f"correlation_id={marker}"})
         assert len(rows.json()["result"]) == 1
 
 

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -94,6 +95,7 @@ async def _step_runs(client: Client, number: str) -> list[tuple[int, str]]:
     return runs
 
 
+@pytest.mark.timeout(420)  # 1 1/2-2 1/2 min of work on two cores; its own wait (240 s) is the real bound
 async def test_two_workers_take_200_webhooks_and_every_change_runs_once(
     temporal_client: Client,
     scale_settings: Settings,

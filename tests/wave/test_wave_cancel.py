@@ -90,8 +90,10 @@ async def test_a_canceled_wave_rolls_back_the_host_mid_patch_stops_the_others_an
     fleet: FleetControl,
     sn_client: ServiceNowClient,
 ) -> None:
-    await fleet.set_faults("pay-web-02", slow_seconds=1.5)  # each of its operations takes 1.5 s: caught mid-patch
-    await fleet.set_faults("pay-web-04", slow_seconds=8)  # still taking its snapshot when the cancel comes
+    # Each of pay-web-02's operations takes 3 s: the cancel (two workflow tasks away) reaches it mid-patch on a loaded
+    # machine too (1.5 s left about a second of margin). pay-web-04's snapshot outlasts the whole test.
+    await fleet.set_faults("pay-web-02", slow_seconds=3)  # caught mid-patch
+    await fleet.set_faults("pay-web-04", slow_seconds=20)  # still taking its snapshot when the cancel comes
     change = await changes.create(template="Patch Linux servers", ci="payments-api")
     number = change["number"]
     parent = await temporal_client.start_workflow(

@@ -80,8 +80,8 @@ async def test_canceling_a_change_mid_wave_cancels_the_ticket_after_every_host_w
 ) -> None:
     """Issue 13 item 4 through the change: the wave winds down (the host mid-patch rolls back), then the ticket is
     canceled with the reason and the wave's summary; no incident, no host touched after the ticket closed."""
-    await fleet.set_faults("pay-web-02", slow_seconds=1.5)  # caught mid-patch
-    await fleet.set_faults("pay-web-04", slow_seconds=8)  # still taking its snapshot
+    await fleet.set_faults("pay-web-02", slow_seconds=3)  # caught mid-patch, with margin for the cancel to arrive
+    await fleet.set_faults("pay-web-04", slow_seconds=20)  # still taking its snapshot
     change = await changes.create(template="Patch Linux servers", ci="payments-api")
     number = change["number"]
     handle = await start(temporal_client, wave_settings, number)
