@@ -166,7 +166,9 @@ class BeginResult(BaseModel):
 
 
 class NoteInput(BaseModel):
-    table: str = "change_request"
+    # Only the change request: a free table name would let an input aim the integration user's writes anywhere.
+    # (The field stays, so inputs recorded in histories before it was narrowed still decode.)
+    table: Literal["change_request"] = "change_request"
     sys_id: str
     text: str
 
