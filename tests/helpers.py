@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 T = TypeVar("T")
 
@@ -69,6 +69,24 @@ async def listed_runs(client: Client, workflow_id: str, at_least: int = 1, timeo
         listed, timeout=timeout, interval=0.2, message=f"visibility lists {at_least} run(s) of {workflow_id}"
     )
     return found
+
+
+async def listed_for_change(
+    client: Client, number: str, ids: set[str], *, ended: set[str] | frozenset[str] = frozenset(), timeout: float = 20.0
+) -> dict[str, Any]:
+    """What `ChangeNumber = '<number>'` (the auditor's search) lists, id -> status, once it lists every one of `ids`
+    and shows the `ended` ones as no longer running. The index lags the server: a run started or closed a moment ago
+    may not be listed, or listed as running, yet."""
+
+    async def caught_up() -> dict[str, Any] | None:
+        found = {w.id: w.status async for w in client.list_workflows(f"ChangeNumber = '{number}'")}
+        done = all(found.get(i) not in (None, WorkflowExecutionStatus.RUNNING) for i in ended)
+        return found if done and (ids | ended) <= found.keys() else None
+
+    listed: dict[str, Any] = await wait_for(
+        caught_up, timeout=timeout, interval=0.2, message=f"ChangeNumber = '{number}' lists {sorted(ids | ended)}"
+    )
+    return listed
 
 
 @contextmanager

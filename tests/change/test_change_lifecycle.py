@@ -15,7 +15,7 @@ from servicenow.client import ServiceNowClient
 from servicenow.query import Query
 from tests.changes import Changes, signed_decision, start
 from tests.conftest import ADMIN_USER
-from tests.helpers import listed_runs, wait_for
+from tests.helpers import listed_for_change, listed_runs, wait_for
 from workflows.change.models import (
     ApprovalInput,
     ChangeOutcome,
@@ -72,12 +72,7 @@ async def test_status_query_and_search_attributes_describe_the_change(
     assert all(s.ended_at and s.ended_at >= s.started_at for s in status.steps)
     assert status.gate.status == GateStatus.NOT_REQUIRED
 
-    async def listed() -> list[str] | None:
-        found = [w.id async for w in temporal_client.list_workflows(f"ChangeNumber = '{change['number']}'")]
-        return found if handle.id in found else None
-
-    # Visibility is eventually consistent: the index may list the run a moment after the server started it.
-    found = await wait_for(listed, timeout=20, interval=0.2, message=f"ChangeNumber = '{change['number']}' lists it")
+    found = await listed_for_change(temporal_client, change["number"], {handle.id})
     assert handle.id in found
     description = await handle.describe()
     attributes = {k.name: v for k, v in description.typed_search_attributes}  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 
 from config.registry import load_registry
 from config.settings import Settings
@@ -21,7 +21,7 @@ from starter.shim.app import create_app
 from tests.changes import Changes, signed_decision, start
 from tests.conftest import OPERATOR_TOKEN
 from tests.evidence.conftest import Evidence
-from tests.helpers import wait_for
+from tests.helpers import listed_for_change, wait_for
 from workflows.change.models import UPDATE_DECIDE, ChangeResult, Decision
 from workflows.status import QUERY_STATUS
 
@@ -46,26 +46,13 @@ async def _gated_change_approved(
     return change
 
 
-async def _indexed(client: Client, number: str, closed: set[str], listed: frozenset[str] = frozenset()) -> None:
-    """Wait until visibility lists the change's executions: `closed` ones with their end, `listed` ones at all.
-
-    The audit lists executions (and their status) from visibility, which is eventually consistent: a run that ended a
-    moment ago can still be listed as running, and a workflow started a moment ago not at all."""
-
-    async def caught_up() -> bool:
-        found = {w.id: w.status async for w in client.list_workflows(f"ChangeNumber = '{number}'")}
-        ended = all(found.get(i) not in (None, WorkflowExecutionStatus.RUNNING) for i in closed)
-        return ended and (closed | listed) <= found.keys()
-
-    await wait_for(caught_up, timeout=20, interval=0.2, message=f"visibility lists the executions of {number}")
-
-
 async def test_the_audit_of_a_gated_change_names_the_approver_and_the_proof(
     temporal_client: Client, evidence_settings: Settings, evidence: Evidence, changes: Changes
 ) -> None:
     change = await _gated_change_approved(temporal_client, evidence_settings, changes, evidence)
     number = change["number"]
-    await _indexed(temporal_client, number, closed={f"change-{number}", f"runbook-{number}"})
+    # The audit reads executions and their status from visibility, which lags the server.
+    await listed_for_change(temporal_client, number, set(), ended={f"change-{number}", f"runbook-{number}"})
 
     report = await build_audit(evidence_settings, temporal_client, number)
 
@@ -119,9 +106,7 @@ async def test_the_audit_of_a_failed_change_lists_its_incident(
         pass
     number = change["number"]
     # The incident workflow waits for its resolve: listed, not closed.
-    await _indexed(
-        temporal_client, number, closed={f"change-{number}"}, listed=frozenset({f"incident-for-change-{number}"})
-    )
+    await listed_for_change(temporal_client, number, {f"incident-for-change-{number}"}, ended={f"change-{number}"})
 
     report = await build_audit(evidence_settings, temporal_client, change["number"])
 

@@ -9,7 +9,7 @@ from temporalio.worker import Worker
 
 from config.settings import Settings
 from tests.changes import Changes
-from tests.helpers import wait_for
+from tests.helpers import listed_for_change
 from tests.incident.conftest import Incidents, fail_change
 from workflows import search_attributes as sa
 from workflows.incident.models import incident_workflow_id
@@ -28,13 +28,8 @@ async def test_a_change_number_search_lists_the_change_its_runbook_and_its_incid
     await incidents.one_for(handle.id)  # the incident exists in ServiceNow, so its workflow has started
     expected = {handle.id, runbook_workflow_id(number), incident_workflow_id(handle.id)}
 
-    async def listed() -> set[str] | None:
-        found = {w.id async for w in temporal_client.list_workflows(f"ChangeNumber = '{number}'")}
-        return found if found >= expected else None
-
-    # Visibility is eventually consistent: poll until the index has caught up.
-    found = await wait_for(listed, timeout=20, interval=0.2, message=f"ChangeNumber = '{number}' lists all three")
-    assert found == expected, "nothing of another change, nothing missing"
+    found = await listed_for_change(temporal_client, number, expected)
+    assert found.keys() == expected, "nothing of another change, nothing missing"
 
     for workflow_id in (runbook_workflow_id(number), incident_workflow_id(handle.id)):
         attributes = (await temporal_client.get_workflow_handle(workflow_id).describe()).typed_search_attributes

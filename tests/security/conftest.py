@@ -287,6 +287,18 @@ class Stack:
     async def incidents_for(self, workflow_id: str) -> int:
         return await self.sn.count("incident", Query().eq("correlation_id", workflow_id))
 
+    async def posted(self, path: str, number: str) -> list[dict[str, Any]]:
+        """The Business Rules' POSTs to the shim's `path` about change `number`, as the sandbox's outbound log has them."""
+        async with httpx.AsyncClient(timeout=10) as http:
+            sent = (await http.get(f"{self.sandbox_url}/sandbox/outbound")).json()
+        return [m for m in sent if m["url"].endswith(path) and m["body"].get("number") == number]
+
+    async def answered(self, path: str, number: str) -> list[dict[str, Any]] | None:
+        """Those POSTs once the last one has its answer: the sandbox records the shim's answer after it arrives, and the
+        workflow may act on the signal before that."""
+        posted = await self.posted(path, number)
+        return posted if posted and posted[-1]["done"] else None
+
 
 class StackChanges(Changes):
     """tests/changes.py's Changes, in the stack's sandbox, each change with a number of its own."""

@@ -235,19 +235,11 @@ async def test_the_approval_rule_hint_makes_the_gate_read_the_records(stack: Sta
     final = await _status_where(stack, execution_id, "closed", _closed)
     assert final["result"]["outcome"] == "successful"
     assert final["gate"]["proof"] == {"kind": "servicenow", "reference": record["sys_id"]}
-
-    async def answered_hints() -> list[dict[str, Any]] | None:
-        async with httpx.AsyncClient(timeout=10) as http:
-            sent = (await http.get(f"{stack.sandbox_url}/sandbox/outbound")).json()
-        found = [
-            m
-            for m in sent
-            if m["url"].endswith("/api/servicenow/approval") and m["body"].get("number") == change["number"]
-        ]
-        return found if found and found[-1]["done"] else None
-
-    # The sandbox records the shim's answer after it arrives; the gate may act on the signal before that.
-    hints = await wait_for(answered_hints, timeout=20, message="the approval rule's POST was answered")
+    hints = await wait_for(
+        lambda: stack.answered("/api/servicenow/approval", change["number"]),
+        timeout=20,
+        message="the approval rule's POST was answered",
+    )
     assert hints and hints[-1]["status"] == 202, json.dumps(hints)
 
 

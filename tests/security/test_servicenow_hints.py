@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 from temporalio.client import WorkflowHandle
 
 from tests.change.windows import fresh, kill_leftover, release, runbook_status, waiting_for_release
@@ -36,15 +35,7 @@ async def _started(stack: Stack, category: str) -> tuple[dict[str, Any], Workflo
     return change, handle
 
 
-async def _events_delivered(stack: Stack, number: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(timeout=10) as http:
-        sent = (await http.get(f"{stack.sandbox_url}/sandbox/outbound")).json()
-    return [m for m in sent if m["url"].endswith("/api/servicenow/change/event") and m["body"]["number"] == number]
-
-
-async def _answered(stack: Stack, number: str) -> list[dict[str, Any]] | None:
-    delivered = await _events_delivered(stack, number)
-    return delivered if delivered and delivered[-1]["done"] else None
+CHANGE_EVENT = "/api/servicenow/change/event"
 
 
 async def _hint_reached_the_runbook(stack: Stack, number: str) -> None:
@@ -78,9 +69,10 @@ async def test_a_hold_set_in_servicenow_pauses_the_runbook_through_the_business_
         await wait_for(held, timeout=20, message="the runbook paused before 'last'")
         status = await runbook_status(stack.client, number)
         assert status is not None and [s.name for s in status.steps] == ["first", "wait for release"]
-        # The sandbox records the shim's answer after it arrives; the signal may reach the runbook before that.
         delivered = await wait_for(
-            lambda: _answered(stack, number), timeout=20, message="the change-event rule's POST was answered"
+            lambda: stack.answered(CHANGE_EVENT, number),
+            timeout=20,
+            message="the change-event rule's POST was answered",
         )
         assert delivered and delivered[-1]["body"]["on_hold"] == "true" and delivered[-1]["status"] == 202
 
@@ -104,7 +96,7 @@ async def test_a_change_canceled_in_servicenow_stops_its_runbook_through_the_hin
         async with stack.as_user(ADMIN) as admin:
             await admin.update("change_request", change["sys_id"], {"state": "4", "work_notes": "not this week"})
         delivered = await wait_for(
-            lambda: _events_delivered(stack, number), timeout=10, message="the change-event rule posted"
+            lambda: stack.posted(CHANGE_EVENT, number), timeout=10, message="the change-event rule posted"
         )
         assert delivered[-1]["body"]["state"] == "4"
         await _hint_reached_the_runbook(stack, number)

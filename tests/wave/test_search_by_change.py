@@ -9,7 +9,7 @@ from temporalio.client import Client
 
 from config.settings import Settings
 from tests.changes import Changes
-from tests.helpers import wait_for
+from tests.helpers import listed_for_change
 from tests.wave.conftest import FLEET, FleetControl, run_wave
 from workflows import search_attributes as sa
 from workflows.change.models import change_workflow_id
@@ -24,12 +24,8 @@ async def test_a_change_number_search_lists_the_change_its_wave_and_every_host(
     expected = {change_workflow_id(number), wave_workflow_id(number)}
     expected |= {patch_host_workflow_id(number, name) for name in FLEET}
 
-    async def listed() -> set[str] | None:
-        found = {w.id async for w in temporal_client.list_workflows(f"ChangeNumber = '{number}'")}
-        return found if found >= expected else None
-
-    found = await wait_for(listed, timeout=20, interval=0.2, message=f"ChangeNumber = '{number}' lists the wave")
-    assert found == expected
+    found = await listed_for_change(temporal_client, number, expected)
+    assert found.keys() == expected
     described = await temporal_client.get_workflow_handle(wave_workflow_id(number)).describe()
     assert described.typed_search_attributes.get(sa.CHANGE_NUMBER) == number
     assert described.typed_search_attributes.get(sa.CMDB_CI) == ["fleet"]
